@@ -143,8 +143,9 @@ $(LIBCUDA): $(CUDA_OBJ)
 endif
 
 # One executable per stage folder: every .c under stages/NAME/ links into bin/NAME.
+stage_objs = $(patsubst %.c,$(BUILD)/%.o,$(wildcard stages/$(1)/*.c))
 .SECONDEXPANSION:
-$(BIN)/%: $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard stages/$$*/*.c)) $(ALL_LIBS)
+$(BIN)/%: $$(call stage_objs,$$*) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $(filter %.o,$^) $(ALL_LIBS) $(LINK_LIBS)
 

@@ -1,0 +1,681 @@
+/* kernels/cpu/fast.c — the fast CPU backend: OpenBLAS sgemm for every contraction, OpenMP for
+ * the rest. Entries where the reference is already memory-bound and cheap reuse it.
+ *
+ * Threads: one setting drives both OpenMP and OpenBLAS (the pthread build keeps its own pool).
+ * Work that splits into many independent GEMMs (images of a conv, (b, h) pairs of attention,
+ * frames of the temporal conv) runs an OpenMP loop with OpenBLAS switched to one thread for its
+ * duration, so the pools never nest; a single big GEMM (linear, matmul, a conv with fewer images
+ * than threads) runs serially with threaded OpenBLAS instead.
+ * Determinism: parameter-gradient sums that cross loop iterations go to per-thread buffers
+ * over a static partition and are added in thread order, so a fixed thread count gives the same
+ * bits every run.
+ */
+#include "kernels/cpu/cpu_ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(TURBO_HAVE_BLAS)
+#include <cblas.h>
+#endif
+
+#include "common/log.h"
+#include "common/tensor.h"
+
+/* Zeroed, 64-byte aligned scratch of n floats (at least one). Free with aligned_free. */
+static float *aligned_alloc_zero_f32(size_t n) {
+  return aligned_alloc_zero(sizeof(float) * (n ? n : 1));
+}
+
+/* ---- threads ----------------------------------------------------------------------------------- */
+
+static int g_nthreads = 0; // 0: not set yet, use OpenMP's default
+
+int cpu_fast_threads(void) {
+  if (g_nthreads > 0) return g_nthreads;
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+static void blas_set_threads(int n) {
+#if defined(TURBO_HAVE_BLAS)
+  openblas_set_num_threads(n);
+#else
+  (void)n;
+#endif
+}
+
+static void fast_set_num_threads(int n) {
+#ifdef _OPENMP
+  if (n <= 0) n = omp_get_num_procs();
+  omp_set_num_threads(n);
+#else
+  n = 1;
+#endif
+  g_nthreads = n;
+  blas_set_threads(n);
+}
+
+/* Around an OpenMP loop whose body calls sgemm: BLAS single-threaded inside. */
+static void blas_serial_begin(void) {
+  if (cpu_fast_threads() > 1) blas_set_threads(1);
+}
+static void blas_serial_end(void) {
+  if (cpu_fast_threads() > 1) blas_set_threads(cpu_fast_threads());
+}
+
+/* Row-major sgemm with leading dimensions: C (M, N) = alpha op(A) op(B) + beta C. */
+static void sgemm(int tA, int tB, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc) {
+  if (M == 0 || N == 0) return;
+#if defined(TURBO_HAVE_BLAS)
+  cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, M, N,
+              K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      float s = 0.0f;
+      for (int p = 0; p < K; p++)
+        s += (tA ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]) *
+             (tB ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j]);
+      C[(size_t)i * ldc + j] = alpha * s + (beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j]);
+    }
+#endif
+}
+
+/* Per-thread accumulation buffers for parameter gradients: `nt` blocks of n floats, zeroed. */
+static float *partials_new(int nt, size_t n) {
+  return aligned_alloc_zero_f32((size_t)nt * n);
+}
+
+/* ---- GEMM, linear ----------------------------------------------------------------------------- */
+
+static void fast_matmul(int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                        const float *Bm, float beta, float *Cm) {
+  sgemm(transA, transB, M, N, K, alpha, A, transA ? M : K, Bm, transB ? K : N, beta, Cm, N);
+}
+
+// out (N, Cout) = inp (N, Cin) · weight (Cout, Cin)^T + bias
+static void fast_linear_fwd(float *out, const float *inp, const float *weight, const float *bias,
+                            int N, int Cin, int Cout) {
+  if (bias) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * Cout > 32768)
+    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * Cout, bias, sizeof(float) * Cout);
+  }
+  sgemm(0, 1, N, Cout, Cin, 1.0f, inp, Cin, weight, Cin, bias ? 1.0f : 0.0f, out, Cout);
+}
+
+static void colsum_add(float *dst, const float *src, int rows, int cols) {
+#pragma omp parallel for schedule(static) if ((int64_t)rows * cols > 32768)
+  for (int c = 0; c < cols; c++) {
+    double s = 0.0;
+    for (int r = 0; r < rows; r++) s += src[(size_t)r * cols + c];
+    dst[c] += (float)s;
+  }
+}
+
+static void fast_linear_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, int N, int Cin, int Cout) {
+  if (dinp) sgemm(0, 0, N, Cin, Cout, 1.0f, dout, Cout, weight, Cin, 1.0f, dinp, Cin);
+  if (dweight) sgemm(1, 0, Cout, Cin, N, 1.0f, dout, Cout, inp, Cin, 1.0f, dweight, Cin);
+  if (dbias) colsum_add(dbias, dout, N, Cout);
+}
+
+/* ---- conv2d: im2col + sgemm per image --------------------------------------------------------- */
+
+// col (Cin*k*k, Ho*Wo) from one image x (Cin, H, W)
+static void im2col(float *col, const float *x, int Cin, int H, int W, int k, int stride, int pad,
+                   int Ho, int Wo) {
+  for (int ci = 0; ci < Cin; ci++)
+    for (int ky = 0; ky < k; ky++)
+      for (int kx = 0; kx < k; kx++) {
+        float *row = col + (((size_t)ci * k + ky) * k + kx) * Ho * Wo;
+        for (int oy = 0; oy < Ho; oy++) {
+          int y = oy * stride - pad + ky;
+          float *r = row + (size_t)oy * Wo;
+          if (y < 0 || y >= H) {
+            memset(r, 0, sizeof(float) * Wo);
+            continue;
+          }
+          const float *xr = x + ((size_t)ci * H + y) * W;
+          for (int ox = 0; ox < Wo; ox++) {
+            int xx = ox * stride - pad + kx;
+            r[ox] = (xx >= 0 && xx < W) ? xr[xx] : 0.0f;
+          }
+        }
+      }
+}
+
+// dx (Cin, H, W) += the columns of dcol (Cin*k*k, Ho*Wo)
+static void col2im_add(float *dx, const float *dcol, int Cin, int H, int W, int k, int stride,
+                       int pad, int Ho, int Wo) {
+  for (int ci = 0; ci < Cin; ci++)
+    for (int ky = 0; ky < k; ky++)
+      for (int kx = 0; kx < k; kx++) {
+        const float *row = dcol + (((size_t)ci * k + ky) * k + kx) * Ho * Wo;
+        for (int oy = 0; oy < Ho; oy++) {
+          int y = oy * stride - pad + ky;
+          if (y < 0 || y >= H) continue;
+          float *xr = dx + ((size_t)ci * H + y) * W;
+          const float *r = row + (size_t)oy * Wo;
+          for (int ox = 0; ox < Wo; ox++) {
+            int xx = ox * stride - pad + kx;
+            if (xx >= 0 && xx < W) xr[xx] += r[ox];
+          }
+        }
+      }
+}
+
+/* Loop over `n` work items: OpenMP with serial BLAS when there are at least as many items as
+ * threads, otherwise a serial loop with threaded BLAS. Item i of thread `tid` of `nt`. */
+static int work_threads(int64_t n) {
+  int nt = cpu_fast_threads();
+  return (n >= nt && nt > 1) ? nt : 1;
+}
+#define WORK_LOOP_BEGIN(n)                                                                  \
+  {                                                                                        \
+    int nt_ = work_threads(n);                                                             \
+    int par_ = nt_ > 1;                                                                    \
+    if (par_) blas_serial_begin();                                                         \
+    _Pragma("omp parallel num_threads(nt_) if (par_)")                                     \
+    {                                                                                      \
+      int tid = 0;                                                                         \
+      WORK_TID_INIT                                                                        \
+      int64_t lo_ = (int64_t)(n) * tid / nt_, hi_ = (int64_t)(n) * (tid + 1) / nt_;        \
+      for (int64_t item = lo_; item < hi_; item++) {
+#define WORK_LOOP_END                                                                       \
+  }                                                                                        \
+  }                                                                                        \
+  if (par_) blas_serial_end();                                                             \
+  }
+#ifdef _OPENMP
+#define WORK_TID_INIT tid = omp_get_thread_num();
+#else
+#define WORK_TID_INIT
+#endif
+
+static int conv_out(int n, int k, int s, int p) { return (n + 2 * p - k) / s + 1; }
+
+static void fast_conv2d_fwd(float *out, const float *inp, const float *weight, const float *bias,
+                            int N, int Cin, int H, int W, int Cout, int k, int stride, int pad) {
+  int Ho = conv_out(H, k, stride, pad), Wo = conv_out(W, k, stride, pad);
+  size_t HWo = (size_t)Ho * Wo, K = (size_t)Cin * k * k;
+  int direct = k == 1 && stride == 1 && pad == 0; // a 1x1 conv reads the image as its columns
+  int nt = cpu_fast_threads();
+  float *cols = direct ? NULL : aligned_alloc_zero_f32((size_t)nt * K * HWo);
+  WORK_LOOP_BEGIN(N)
+  float *col = direct ? NULL : cols + (size_t)tid * K * HWo;
+  const float *x = inp + item * (size_t)Cin * H * W;
+  float *o = out + item * (size_t)Cout * HWo;
+  if (!direct) im2col(col, x, Cin, H, W, k, stride, pad, Ho, Wo);
+  if (bias)
+    for (int co = 0; co < Cout; co++)
+      for (size_t i = 0; i < HWo; i++) o[co * HWo + i] = bias[co];
+  sgemm(0, 0, Cout, (int)HWo, (int)K, 1.0f, weight, (int)K, direct ? x : col, (int)HWo,
+        bias ? 1.0f : 0.0f, o, (int)HWo);
+  WORK_LOOP_END
+  aligned_free(cols);
+}
+
+static void fast_conv2d_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, int N, int Cin, int H, int W,
+                            int Cout, int k, int stride, int pad) {
+  int Ho = conv_out(H, k, stride, pad), Wo = conv_out(W, k, stride, pad);
+  size_t HWo = (size_t)Ho * Wo, K = (size_t)Cin * k * k, WN = (size_t)Cout * K;
+  int direct = k == 1 && stride == 1 && pad == 0;
+  int nt = cpu_fast_threads();
+  float *cols = direct ? NULL : aligned_alloc_zero_f32((size_t)nt * K * HWo * 2);
+  float *dw = dweight ? partials_new(nt, WN) : NULL;
+  int used_nt = work_threads(N);
+  WORK_LOOP_BEGIN(N)
+  float *col = direct ? NULL : cols + (size_t)tid * K * HWo * 2, *dcol = col ? col + K * HWo : NULL;
+  const float *x = inp + item * (size_t)Cin * H * W, *g = dout + item * (size_t)Cout * HWo;
+  if (dweight) {
+    if (!direct) im2col(col, x, Cin, H, W, k, stride, pad, Ho, Wo);
+    // dW (Cout, K) += g (Cout, HWo) · col^T
+    sgemm(0, 1, Cout, (int)K, (int)HWo, 1.0f, g, (int)HWo, direct ? x : col, (int)HWo, 1.0f,
+          dw + (size_t)tid * WN, (int)K);
+  }
+  if (dinp) {
+    float *dx = dinp + item * (size_t)Cin * H * W;
+    if (direct) {
+      sgemm(1, 0, (int)K, (int)HWo, Cout, 1.0f, weight, (int)K, g, (int)HWo, 1.0f, dx, (int)HWo);
+    } else {
+      sgemm(1, 0, (int)K, (int)HWo, Cout, 1.0f, weight, (int)K, g, (int)HWo, 0.0f, dcol,
+            (int)HWo);
+      col2im_add(dx, dcol, Cin, H, W, k, stride, pad, Ho, Wo);
+    }
+  }
+  WORK_LOOP_END
+  if (dweight) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < WN; i++) {
+      float s = 0.0f;
+      for (int t = 0; t < used_nt; t++) s += dw[(size_t)t * WN + i];
+      dweight[i] += s;
+    }
+  }
+  if (dbias) {
+#pragma omp parallel for schedule(static)
+    for (int co = 0; co < Cout; co++) {
+      double s = 0.0;
+      for (int n = 0; n < N; n++) {
+        const float *g = dout + ((size_t)n * Cout + co) * HWo;
+        for (size_t i = 0; i < HWo; i++) s += g[i];
+      }
+      dbias[co] += (float)s;
+    }
+  }
+  aligned_free(cols);
+  aligned_free(dw);
+}
+
+/* ---- temporal conv: per output frame, a sum of kt GEMMs ---------------------------------------- */
+
+// wr (kt, Cout, Cin) from weight (Cout, Cin, kt)
+static float *tconv_weight_by_tap(const float *weight, int Cout, int Cin, int kt) {
+  float *wr = aligned_alloc_zero_f32((size_t)kt * Cout * Cin);
+  for (int co = 0; co < Cout; co++)
+    for (int ci = 0; ci < Cin; ci++)
+      for (int j = 0; j < kt; j++)
+        wr[((size_t)j * Cout + co) * Cin + ci] = weight[((size_t)co * Cin + ci) * kt + j];
+  return wr;
+}
+
+static void fast_tconv_fwd(float *out, const float *inp, const float *weight, const float *bias,
+                           int B, int T, int Cin, int S, int Cout, int kt) {
+  float *wr = tconv_weight_by_tap(weight, Cout, Cin, kt);
+  int P = kt / 2;
+  WORK_LOOP_BEGIN((int64_t)B * T)
+  int b = (int)(item / T), t = (int)(item % T);
+  float *o = out + item * (size_t)Cout * S;
+  for (int co = 0; co < Cout; co++)
+    for (int i = 0; i < S; i++) o[(size_t)co * S + i] = bias ? bias[co] : 0.0f;
+  for (int j = 0; j < kt; j++) {
+    int ts = t + j - P;
+    if (ts < 0 || ts >= T) continue;
+    sgemm(0, 0, Cout, S, Cin, 1.0f, wr + (size_t)j * Cout * Cin, Cin,
+          inp + ((size_t)b * T + ts) * Cin * S, S, 1.0f, o, S);
+  }
+  WORK_LOOP_END
+  aligned_free(wr);
+}
+
+static void fast_tconv_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *weight, int B, int T, int Cin, int S,
+                           int Cout, int kt) {
+  float *wr = tconv_weight_by_tap(weight, Cout, Cin, kt);
+  int P = kt / 2, nt = cpu_fast_threads(), used_nt = work_threads((int64_t)B * T);
+  size_t WN = (size_t)kt * Cout * Cin;
+  float *dw = dweight ? partials_new(nt, WN) : NULL;
+  WORK_LOOP_BEGIN((int64_t)B * T)
+  int b = (int)(item / T), t = (int)(item % T);
+  // item is an input frame t for dinp, and an output frame t for dweight
+  for (int j = 0; j < kt; j++) {
+    int to = t - j + P; // output frame that read input frame t through tap j
+    if (dinp && to >= 0 && to < T)
+      sgemm(1, 0, Cin, S, Cout, 1.0f, wr + (size_t)j * Cout * Cin, Cin,
+            dout + ((size_t)b * T + to) * Cout * S, S, 1.0f, dinp + item * (size_t)Cin * S, S);
+    int ts = t + j - P; // input frame output frame t read through tap j
+    if (dweight && ts >= 0 && ts < T)
+      sgemm(0, 1, Cout, Cin, S, 1.0f, dout + item * (size_t)Cout * S, S,
+            inp + ((size_t)b * T + ts) * Cin * S, S, 1.0f, dw + (size_t)tid * WN + (size_t)j * Cout * Cin,
+            Cin);
+  }
+  WORK_LOOP_END
+  if (dweight)
+    for (int co = 0; co < Cout; co++)
+      for (int ci = 0; ci < Cin; ci++)
+        for (int j = 0; j < kt; j++) {
+          float s = 0.0f;
+          for (int th = 0; th < used_nt; th++) s += dw[(size_t)th * WN + ((size_t)j * Cout + co) * Cin + ci];
+          dweight[((size_t)co * Cin + ci) * kt + j] += s;
+        }
+  if (dbias) {
+#pragma omp parallel for schedule(static)
+    for (int co = 0; co < Cout; co++) {
+      double s = 0.0;
+      for (int64_t bt = 0; bt < (int64_t)B * T; bt++) {
+        const float *g = dout + ((size_t)bt * Cout + co) * S;
+        for (int i = 0; i < S; i++) s += g[i];
+      }
+      dbias[co] += (float)s;
+    }
+  }
+  aligned_free(wr);
+  aligned_free(dw);
+}
+
+/* ---- normalisation ----------------------------------------------------------------------------- */
+
+static void fast_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp,
+                               const float *weight, const float *bias, int N, int T, int C, int S,
+                               int G, float eps) {
+  int Cg = C / G;
+  size_t per = (size_t)T * C * S;
+#pragma omp parallel for schedule(static)
+  for (int ng = 0; ng < N * G; ng++) {
+    int n = ng / G, g = ng % G;
+    cpu_gn_group_fwd(out + n * per, &mean[ng], &rstd[ng], inp + n * per, weight, bias, T, C, S,
+                     g * Cg, Cg, eps);
+  }
+}
+
+static void fast_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *mean, const float *rstd,
+                               const float *weight, int N, int T, int C, int S, int G) {
+  int Cg = C / G;
+  size_t per = (size_t)T * C * S;
+  if (dinp) {
+#pragma omp parallel for schedule(static)
+    for (int ng = 0; ng < N * G; ng++) {
+      int n = ng / G, g = ng % G;
+      cpu_gn_group_bwd_input(dinp + n * per, dout + n * per, inp + n * per, mean[ng], rstd[ng],
+                             weight, T, C, S, g * Cg, Cg);
+    }
+  }
+  if (dweight || dbias) {
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+      double sw = 0.0, sb = 0.0;
+      int g = c / Cg;
+      for (int n = 0; n < N; n++) {
+        double mu = mean[n * G + g], rs = rstd[n * G + g];
+        for (int t = 0; t < T; t++) {
+          const float *d = dout + n * per + ((size_t)t * C + c) * S;
+          const float *x = inp + n * per + ((size_t)t * C + c) * S;
+          for (int i = 0; i < S; i++) {
+            sb += d[i];
+            sw += (double)d[i] * ((x[i] - mu) * rs);
+          }
+        }
+      }
+      if (dweight) dweight[c] += (float)sw;
+      if (dbias) dbias[c] += (float)sb;
+    }
+  }
+}
+
+static void fast_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,
+                               const float *weight, const float *bias, int N, int C, float eps) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * C > 16384)
+  for (int n = 0; n < N; n++)
+    cpu_ln_row_fwd(out + (size_t)n * C, &mean[n], &rstd[n], inp + (size_t)n * C, weight, bias, C,
+                   eps);
+}
+
+static void fast_layernorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *mean, const float *rstd,
+                               const float *weight, int N, int C) {
+  if (dinp) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * C > 16384)
+    for (int n = 0; n < N; n++)
+      cpu_ln_row_bwd_input(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C,
+                           mean[n], rstd[n], weight, C);
+  }
+  if (dweight || dbias) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * C > 16384)
+    for (int c = 0; c < C; c++) {
+      double sw = 0.0, sb = 0.0;
+      for (int n = 0; n < N; n++) {
+        double d = dout[(size_t)n * C + c];
+        sb += d;
+        sw += d * ((inp[(size_t)n * C + c] - (double)mean[n]) * rstd[n]);
+      }
+      if (dweight) dweight[c] += (float)sw;
+      if (dbias) dbias[c] += (float)sb;
+    }
+  }
+}
+
+/* ---- activations, element-wise ------------------------------------------------------------------ */
+
+#define EW_PAR _Pragma("omp parallel for simd schedule(static) if (n > 32768)")
+
+static void fast_silu_fwd(float *out, const float *inp, int64_t n) {
+  EW_PAR for (int64_t i = 0; i < n; i++) out[i] = inp[i] / (1.0f + expf(-inp[i]));
+}
+static void fast_silu_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
+  EW_PAR for (int64_t i = 0; i < n; i++) {
+    float s = 1.0f / (1.0f + expf(-inp[i]));
+    dinp[i] += dout[i] * s * (1.0f + inp[i] * (1.0f - s));
+  }
+}
+static void fast_gelu_tanh_fwd(float *out, const float *inp, int64_t n) {
+  EW_PAR for (int64_t i = 0; i < n; i++) {
+    float x = inp[i], u = 0.7978845608f * (x + 0.044715f * x * x * x);
+    out[i] = 0.5f * x * (1.0f + tanhf(u));
+  }
+}
+static void fast_gelu_tanh_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
+  EW_PAR for (int64_t i = 0; i < n; i++) {
+    float x = inp[i], u = 0.7978845608f * (x + 0.044715f * x * x * x), th = tanhf(u);
+    dinp[i] += dout[i] * (0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.7978845608f *
+                                                   (1.0f + 3.0f * 0.044715f * x * x));
+  }
+}
+static void fast_gelu_erf_fwd(float *out, const float *inp, int64_t n) {
+  EW_PAR for (int64_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * 0.70710678f));
+}
+static void fast_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
+  EW_PAR for (int64_t i = 0; i < n; i++) {
+    float x = inp[i];
+    dinp[i] += dout[i] * (0.5f * (1.0f + erff(x * 0.70710678f)) +
+                          x * 0.39894228f * expf(-0.5f * x * x));
+  }
+}
+static void fast_softmax_fwd(float *out, const float *inp, int N, int C) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * C > 16384)
+  for (int n = 0; n < N; n++) cpu_softmax_row(out + (size_t)n * C, inp + (size_t)n * C, C);
+}
+static void fast_softmax_bwd(float *dinp, const float *dout, const float *out, int N, int C) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * C > 16384)
+  for (int n = 0; n < N; n++)
+    cpu_softmax_row_bwd(dinp + (size_t)n * C, dout + (size_t)n * C, out + (size_t)n * C, C);
+}
+static void fast_add_fwd(float *out, const float *a, const float *b, int64_t n) {
+  EW_PAR for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+static void fast_axpy(float *y, float alpha, const float *x, int64_t n) {
+  EW_PAR for (int64_t i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+static void fast_scale_fwd(float *out, const float *inp, float s, int64_t n) {
+  EW_PAR for (int64_t i = 0; i < n; i++) out[i] = s * inp[i];
+}
+static void fast_mul_fwd(float *out, const float *a, const float *b, int64_t n) {
+  EW_PAR for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[i];
+}
+static void fast_adamw_step(float *param, const float *grad, float *m, float *v, int64_t n,
+                            float lr, float beta1, float beta2, float eps, float weight_decay,
+                            int64_t step) {
+  double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
+  EW_PAR for (int64_t i = 0; i < n; i++) {
+    float g = grad[i];
+    m[i] = beta1 * m[i] + (1.0f - beta1) * g;
+    v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
+    double mh = m[i] / bc1, vh = v[i] / bc2;
+    double p = (double)param[i] * (1.0 - (double)lr * weight_decay);
+    param[i] = (float)(p - lr * mh / (sqrt(vh) + eps));
+  }
+}
+static void fast_ema_update(float *ema, const float *param, float decay, int64_t n) {
+  EW_PAR for (int64_t i = 0; i < n; i++) ema[i] = decay * ema[i] + (1.0f - decay) * param[i];
+}
+/* Fixed chunks of 2^16 summed in double, then the chunk sums in order: the same bits for any
+ * thread count. */
+#define SUMSQ_CHUNK 65536
+static void fast_sumsq(float *out, const float *x, int64_t n) {
+  int64_t nch = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
+  double *part = malloc(sizeof(double) * (size_t)(nch > 0 ? nch : 1));
+#pragma omp parallel for schedule(static) if (nch > 1)
+  for (int64_t c = 0; c < nch; c++) {
+    int64_t hi = (c + 1) * SUMSQ_CHUNK < n ? (c + 1) * SUMSQ_CHUNK : n;
+    double s = 0.0;
+    for (int64_t i = c * SUMSQ_CHUNK; i < hi; i++) s += (double)x[i] * x[i];
+    part[c] = s;
+  }
+  double s = 0.0;
+  for (int64_t c = 0; c < nch; c++) s += part[c];
+  *out = (float)s;
+  free(part);
+}
+
+/* ---- attention: per (b, h), scores and outputs by sgemm ------------------------------------------- */
+
+static void fast_attention_fwd(float *out, float *probs, const float *q, const float *k,
+                               const float *v, const op_attn_mask *mask, int B, int H, int Nq,
+                               int Nk, int D, float scale) {
+  WORK_LOOP_BEGIN((int64_t)B * H)
+  (void)tid;
+  int b = (int)(item / H);
+  float *P = probs + item * (size_t)Nq * Nk;
+  sgemm(0, 1, Nq, Nk, D, scale, q + item * (size_t)Nq * D, D, k + item * (size_t)Nk * D, D, 0.0f,
+        P, Nk);
+  size_t moff = mask ? (size_t)(mask->mb == 1 ? 0 : b) * Nq * Nk : 0;
+  for (int i = 0; i < Nq; i++)
+    cpu_attn_probs_row(P + (size_t)i * Nk, P + (size_t)i * Nk,
+                       mask && mask->add ? mask->add + moff + (size_t)i * Nk : NULL,
+                       mask && mask->keep ? mask->keep + moff + (size_t)i * Nk : NULL, Nk);
+  sgemm(0, 0, Nq, D, Nk, 1.0f, P, Nk, v + item * (size_t)Nk * D, D, 0.0f,
+        out + item * (size_t)Nq * D, D);
+  WORK_LOOP_END
+}
+
+static void fast_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
+                               const float *dprobs, const float *q, const float *k,
+                               const float *v, const float *probs, int B, int H, int Nq, int Nk,
+                               int D, float scale) {
+  int nt = cpu_fast_threads();
+  float *bufs = aligned_alloc_zero_f32((size_t)nt * Nq * Nk);
+  WORK_LOOP_BEGIN((int64_t)B * H)
+  float *dS = bufs + (size_t)tid * Nq * Nk;
+  const float *P = probs + item * (size_t)Nq * Nk, *dO = dout + item * (size_t)Nq * D;
+  const float *qb = q + item * (size_t)Nq * D, *kb = k + item * (size_t)Nk * D,
+              *vb = v + item * (size_t)Nk * D;
+  // dP = dO v^T (+ dprobs)
+  if (dprobs) memcpy(dS, dprobs + item * (size_t)Nq * Nk, sizeof(float) * Nq * Nk);
+  sgemm(0, 1, Nq, Nk, D, 1.0f, dO, D, vb, D, dprobs ? 1.0f : 0.0f, dS, Nk);
+  if (dv) sgemm(1, 0, Nk, D, Nq, 1.0f, P, Nk, dO, D, 1.0f, dv + item * (size_t)Nk * D, D);
+  for (int i = 0; i < Nq; i++) {
+    float *r = dS + (size_t)i * Nk;
+    const float *p = P + (size_t)i * Nk;
+    double dot = 0.0;
+    for (int j = 0; j < Nk; j++) dot += (double)r[j] * p[j];
+    for (int j = 0; j < Nk; j++) r[j] = p[j] * (r[j] - (float)dot);
+  }
+  if (dq) sgemm(0, 0, Nq, D, Nk, scale, dS, Nk, kb, D, 1.0f, dq + item * (size_t)Nq * D, D);
+  if (dk) sgemm(1, 0, Nk, D, Nq, scale, dS, Nk, qb, D, 1.0f, dk + item * (size_t)Nk * D, D);
+  WORK_LOOP_END
+  aligned_free(bufs);
+}
+
+/* ---- layout ---------------------------------------------------------------------------------------- */
+
+static void fast_permute_fwd(float *out, const float *inp, int ndim, const int *shape,
+                             const int *perm) {
+  int64_t n0 = shape[perm[0]], total = 1;
+  for (int d = 0; d < ndim; d++) total *= shape[d];
+  int nt = total > 32768 ? cpu_fast_threads() : 1;
+#pragma omp parallel num_threads(nt)
+  {
+    int tid = 0, n = 1;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+    n = omp_get_num_threads();
+#endif
+    cpu_permute_range(out, inp, ndim, shape, perm, 0, n0 * tid / n, n0 * (tid + 1) / n);
+  }
+}
+/* The backward writes along dinp's order: as a permute of dout by the inverse permutation it
+ * has no two threads adding into one element. */
+static void fast_permute_bwd(float *dinp, const float *dout, int ndim, const int *shape,
+                             const int *perm) {
+  int oshape[6], inv[6];
+  for (int d = 0; d < ndim; d++) {
+    oshape[d] = shape[perm[d]];
+    inv[perm[d]] = d;
+  }
+  int64_t n0 = shape[0], total = 1;
+  for (int d = 0; d < ndim; d++) total *= shape[d];
+  int nt = total > 32768 ? cpu_fast_threads() : 1;
+#pragma omp parallel num_threads(nt)
+  {
+    int tid = 0, n = 1;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+    n = omp_get_num_threads();
+#endif
+    // dinp viewed as the output of permuting dout (shape oshape) by inv, accumulated
+    cpu_permute_range(dinp, dout, ndim, oshape, inv, 2, n0 * tid / n, n0 * (tid + 1) / n);
+  }
+}
+
+const ops_backend ops_cpu_fast_table = {
+    .name = "cpu-fast",
+    .set_num_threads = fast_set_num_threads,
+    .matmul = fast_matmul,
+    .linear_fwd = fast_linear_fwd,
+    .linear_bwd = fast_linear_bwd,
+    .conv2d_fwd = fast_conv2d_fwd,
+    .conv2d_bwd = fast_conv2d_bwd,
+    .tconv_fwd = fast_tconv_fwd,
+    .tconv_bwd = fast_tconv_bwd,
+    .conv3d_fwd = ref_conv3d_fwd,
+    .conv3d_bwd = ref_conv3d_bwd,
+    .groupnorm_fwd = fast_groupnorm_fwd,
+    .groupnorm_bwd = fast_groupnorm_bwd,
+    .layernorm_fwd = fast_layernorm_fwd,
+    .layernorm_bwd = fast_layernorm_bwd,
+    .silu_fwd = fast_silu_fwd,
+    .silu_bwd = fast_silu_bwd,
+    .gelu_tanh_fwd = fast_gelu_tanh_fwd,
+    .gelu_tanh_bwd = fast_gelu_tanh_bwd,
+    .gelu_erf_fwd = fast_gelu_erf_fwd,
+    .gelu_erf_bwd = fast_gelu_erf_bwd,
+    .softmax_fwd = fast_softmax_fwd,
+    .softmax_bwd = fast_softmax_bwd,
+    .attention_fwd = fast_attention_fwd,
+    .attention_bwd = fast_attention_bwd,
+    .permute_fwd = fast_permute_fwd,
+    .permute_bwd = fast_permute_bwd,
+    .upsample2x_fwd = ref_upsample2x_fwd,
+    .upsample2x_bwd = ref_upsample2x_bwd,
+    .avgpool2x_fwd = ref_avgpool2x_fwd,
+    .avgpool2x_bwd = ref_avgpool2x_bwd,
+    .concat_fwd = ref_concat_fwd,
+    .concat_bwd = ref_concat_bwd,
+    .split_fwd = ref_split_fwd,
+    .repeat_fwd = ref_repeat_fwd,
+    .repeat_bwd = ref_repeat_bwd,
+    .add_fwd = fast_add_fwd,
+    .axpy = fast_axpy,
+    .scale_fwd = fast_scale_fwd,
+    .mul_fwd = fast_mul_fwd,
+    .mul_bwd = ref_mul_bwd,
+    .bias_add_fwd = ref_bias_add_fwd,
+    .bias_add_bwd = ref_bias_add_bwd,
+    .l2norm_fwd = ref_l2norm_fwd,
+    .l2norm_bwd = ref_l2norm_bwd,
+    .timestep_embedding = ref_timestep_embedding,
+    .guidance_embedding = ref_guidance_embedding,
+    .dropout_fwd = ref_dropout_fwd,
+    .dropout_bwd = ref_dropout_bwd,
+    .cond_drop_fwd = ref_cond_drop_fwd,
+    .cond_drop_bwd = ref_cond_drop_bwd,
+    .mse_fwd = ref_mse_fwd,
+    .mse_bwd = ref_mse_bwd,
+    .huber_fwd = ref_huber_fwd,
+    .huber_bwd = ref_huber_bwd,
+    .infonce_fwd = ref_infonce_fwd,
+    .infonce_bwd = ref_infonce_bwd,
+    .adamw_step = fast_adamw_step,
+    .sumsq = fast_sumsq,
+    .ema_update = fast_ema_update,
+};

@@ -1,0 +1,268 @@
+/* kernels/nn.h — models: a parameter registry, a recording context (forward on a tape,
+ * backward in reverse, optional per-block recomputation), optimisation (AdamW, clipping, EMA,
+ * learning-rate schedules) and the (2+1)-D video UNet of the VideoCrafter / ModelScope family.
+ *
+ * Layouts. Video activations are (B, T, C, H, W), which is ((B·T), C, H, W) for the spatial
+ * layers; token sequences are (G, N, C) (G groups of N tokens of width C). Weights use the
+ * PyTorch layouts: linear (out, in), conv2d (out, in, kh, kw), temporal conv (out, in, 3, 1, 1).
+ *
+ * Ownership. A nn_params owns one block of parameters and one block of gradients; a nn_ctx owns
+ * every activation and activation gradient of the passes recorded into it until nn_ctx_reset.
+ * Parameter gradients accumulate (+=) across backward passes until nn_params_zero_grad.
+ * Errors: functions returning int give TB_OK / TB_ERR with err_get() explaining; shape misuse
+ * by the caller (a broken invariant) aborts through TB_CHECK.
+ */
+#ifndef TURBO_NN_H
+#define TURBO_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------
+ * Parameters
+ * ------------------------------------------------------------------------------------- */
+
+typedef enum {
+  NN_INIT_ZERO = 0, /* biases, norm shifts */
+  NN_INIT_ONE,      /* norm scales */
+  NN_INIT_KAIMING,  /* uniform ±1/sqrt(fan_in) (PyTorch's default for linear/conv) */
+  NN_INIT_XAVIER,   /* uniform ±sqrt(6/(fan_in+fan_out)) (attention projections) */
+  NN_INIT_NORMAL,   /* N(0, 0.02²) (position embeddings) */
+  NN_INIT_ZERO_OUT, /* zero, as diffusion UNets do for output projections; see nn_params_init */
+} nn_init_kind;
+
+#define NN_NAME_MAX 112
+#define NN_MAX_DIMS 5
+
+typedef struct {
+  char name[NN_NAME_MAX]; /* hierarchical: "input_blocks.1.0.in_layers.2.weight" */
+  int ndim;
+  int64_t shape[NN_MAX_DIMS];
+  int64_t numel;
+  int64_t offset; /* floats from the start of data / grad */
+  nn_init_kind init;
+  int64_t fan_in, fan_out;
+} nn_param_info;
+
+typedef struct {
+  int n, cap;
+  nn_param_info *info;
+  int64_t total; /* floats in data (and in grad) */
+  float *data;   /* (total) all parameters, one allocation */
+  float *grad;   /* (total) all gradients, one allocation */
+} nn_params;
+
+void nn_params_init_empty(nn_params *p);
+/* Registers a parameter before nn_params_alloc; returns its index. A duplicate name aborts. */
+int nn_params_add(nn_params *p, const char *name, int ndim, const int64_t *shape,
+                  nn_init_kind init, int64_t fan_in, int64_t fan_out);
+/* One allocation for all data and one for all gradients (zeroed). Call once. */
+void nn_params_alloc(nn_params *p);
+/* Seeded initialisation. With zero_out = 0 the NN_INIT_ZERO_OUT parameters are drawn like
+ * NN_INIT_KAIMING instead (gradient tests need every path live). */
+void nn_params_init(nn_params *p, uint64_t seed, int zero_out);
+void nn_params_zero_grad(nn_params *p);
+int nn_params_find(const nn_params *p, const char *name); /* index or -1 */
+float *nn_params_ptr(const nn_params *p, int idx);
+float *nn_params_grad_ptr(const nn_params *p, int idx);
+void nn_params_free(nn_params *p);
+
+/* A name map: checkpoint name → registered name (applied before matching). */
+typedef struct {
+  const char *from, *to;
+} nn_name_map;
+
+/* Saves every parameter as F32 to a safetensors file (written atomically: temp + rename). */
+int nn_params_save(const nn_params *p, const char *path);
+/* Loads a safetensors file: names pass through `map` (may be NULL), then are matched against
+ * the registered parameters. A shape mismatch or a missing parameter fails (nothing is
+ * changed then); unknown tensors are logged and skipped. F32, BF16 and F16 are accepted. */
+int nn_params_load(nn_params *p, const char *path, const nn_name_map *map, int nmap);
+
+/* ---------------------------------------------------------------------------------------
+ * Optimisation (all over flat arrays, so one call covers a whole nn_params)
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct {
+  float beta1, beta2, eps, weight_decay;
+  int64_t step; /* steps taken (bias correction uses step after increment) */
+  int64_t n;
+  float *m, *v; /* (n) moments */
+} nn_adamw;
+
+void nn_adamw_init(nn_adamw *o, int64_t n, float beta1, float beta2, float eps, float wd);
+/* One step: decoupled decay p -= lr·wd·p, then p -= lr·m̂/(sqrt(v̂)+eps). */
+void nn_adamw_step(nn_adamw *o, float *param, const float *grad, float lr);
+void nn_adamw_free(nn_adamw *o);
+/* Global L2 norm of grad (double accumulation); scales grad by max_norm/norm when the norm
+ * exceeds max_norm (> 0). Returns the norm before clipping. */
+float nn_grad_clip(float *grad, int64_t n, float max_norm);
+/* ema = decay·ema + (1-decay)·param */
+void nn_ema_update(float *ema, const float *param, int64_t n, float decay);
+
+typedef enum { NN_LR_CONSTANT = 0, NN_LR_COSINE } nn_lr_kind;
+/* Learning rate at `step` (0-based): linear warm-up from 0 over `warmup` steps to base, then
+ * constant or cosine decay to min_lr at `total` steps. */
+float nn_lr_at(nn_lr_kind kind, int64_t step, float base, int64_t warmup, int64_t total,
+               float min_lr);
+
+/* ---------------------------------------------------------------------------------------
+ * Recording context
+ * ------------------------------------------------------------------------------------- */
+
+typedef int nn_var; /* a tensor recorded in a context; -1 for none */
+typedef struct nn_ctx nn_ctx;
+
+nn_ctx *nn_ctx_new(void);
+void nn_ctx_free(nn_ctx *c);
+/* Forgets every recorded pass; the activation arena is resized to the peak it reached, so
+ * after the first pass of a given input shape no further allocation happens. */
+void nn_ctx_reset(nn_ctx *c);
+/* recompute = 1: blocks run through nn_checkpoint keep only their inputs and outputs and
+ * recompute their insides in the backward. train = 1 activates dropout. seed drives dropout. */
+void nn_ctx_set_mode(nn_ctx *c, int recompute, int train, uint64_t seed);
+/* Bytes of activations held now / at most. */
+size_t nn_ctx_bytes(const nn_ctx *c);
+
+/* A leaf holding a copy of data (n floats); requires_grad asks for dL/d(data) in nn_grad. */
+nn_var nn_input(nn_ctx *c, const float *data, int64_t n, int requires_grad);
+/* A leaf aliasing parameter idx; its gradient is the parameter gradient (accumulates).
+ * frozen = 1 gives no gradient (a teacher). */
+nn_var nn_param_var(nn_ctx *c, nn_params *p, int idx, int frozen);
+float *nn_data(nn_ctx *c, nn_var v);
+float *nn_grad(nn_ctx *c, nn_var v); /* NULL when no gradient reached v */
+int64_t nn_numel(nn_ctx *c, nn_var v);
+/* Backpropagates from y with upstream gradient dy (numel(y) floats). May be called once per
+ * recorded pass. */
+void nn_backward(nn_ctx *c, nn_var y, const float *dy);
+
+/* Runs fn(c, blk, in) as one unit. In recompute mode its insides are freed after the forward
+ * and recomputed in the backward (dropout draws are replayed identically). */
+typedef nn_var (*nn_block_fn)(nn_ctx *c, void *blk, const nn_var in[3]);
+nn_var nn_checkpoint(nn_ctx *c, nn_block_fn fn, void *blk, const nn_var in[3]);
+
+/* Attention probabilities kept for reading (temporal attention layers register here when
+ * nn_ctx_keep_attn(c, 1)). probs: (G, heads, N, N) for layer i in the order run. extra_grad
+ * is a zeroed buffer of the same shape: whatever the caller adds to it before nn_backward is
+ * added to dL/dprobs of that layer (motion guidance differentiates a loss on the maps). */
+void nn_ctx_keep_attn(nn_ctx *c, int on);
+int nn_attn_count(const nn_ctx *c);
+const char *nn_attn_name(const nn_ctx *c, int i);
+const float *nn_attn_probs(const nn_ctx *c, int i, int64_t shape[4]);
+float *nn_attn_extra_grad(nn_ctx *c, int i);
+
+/* ---------------------------------------------------------------------------------------
+ * Operations on the tape (forward overwrites its output; backward accumulates)
+ * ------------------------------------------------------------------------------------- */
+
+/* y (M, N) = x (M, K) · W (N, K)^T + b (N); b may be -1. */
+nn_var nn_linear(nn_ctx *c, nn_var x, nn_var W, nn_var b, int64_t M, int64_t K, int64_t N);
+/* y (Nb, Co, Ho, Wo) = conv2d(x (Nb, Ci, H, W), W (Co, Ci, k, k)) + b, stride s, padding pad. */
+nn_var nn_conv2d(nn_ctx *c, nn_var x, nn_var W, nn_var b, int64_t Nb, int64_t Ci, int64_t H,
+                 int64_t Wd, int64_t Co, int k, int s, int pad);
+/* y (B, T, Co, S) = Σ_k W[:, :, k] · x (B, T, Ci, S)[t+k-1] + b, zero-padded in time
+ * (a Conv3d of kernel (3, 1, 1) in (B, C, T, H, W) terms). */
+nn_var nn_tconv3(nn_ctx *c, nn_var x, nn_var W, nn_var b, int64_t B, int64_t T, int64_t Ci,
+                 int64_t Co, int64_t S);
+/* Group norm of x (B, T, C, S): statistics per (b, group) over (T, C/G, S); affine per C.
+ * Per-frame norm is B·T batches with T = 1. silu = 1 applies SiLU after the affine. */
+nn_var nn_group_norm(nn_ctx *c, nn_var x, nn_var g, nn_var b, int64_t B, int64_t T, int64_t C,
+                     int64_t S, int G, float eps, int silu);
+/* Layer norm over the last dim of x (M, C). */
+nn_var nn_layer_norm(nn_ctx *c, nn_var x, nn_var g, nn_var b, int64_t M, int64_t C, float eps);
+nn_var nn_silu(nn_ctx *c, nn_var x);
+/* x (M, 2F) → (M, F): x[:, :F] · gelu(x[:, F:]) (exact erf GELU). */
+nn_var nn_geglu(nn_ctx *c, nn_var x, int64_t M, int64_t F);
+nn_var nn_add(nn_ctx *c, nn_var a, nn_var b);
+/* x (A, R, S) + e (A, R) broadcast over S; S = 1 is a plain add. */
+nn_var nn_add_bcast_last(nn_ctx *c, nn_var x, nn_var e, int64_t A, int64_t R, int64_t S);
+/* x (A, R) + p (R) broadcast over A. */
+nn_var nn_add_bcast_first(nn_ctx *c, nn_var x, nn_var p, int64_t A, int64_t R);
+/* (N, Ca, S) ++ (N, Cb, S) → (N, Ca+Cb, S) */
+nn_var nn_concat_chan(nn_ctx *c, nn_var a, nn_var b, int64_t N, int64_t Ca, int64_t Cb, int64_t S);
+/* nearest ×2: (N, C, H, W) → (N, C, 2H, 2W) */
+nn_var nn_upsample2(nn_ctx *c, nn_var x, int64_t N, int64_t C, int64_t H, int64_t W);
+/* 4-D permutation: out dim i is input dim perm[i]. */
+nn_var nn_permute4(nn_ctx *c, nn_var x, const int64_t dims[4], const int perm[4]);
+/* e (B, E) → (B·T, E), each row repeated T times in place. */
+nn_var nn_repeat_rows(nn_ctx *c, nn_var e, int64_t B, int64_t T, int64_t E);
+nn_var nn_dropout(nn_ctx *c, nn_var x, float p);
+/* Multi-head attention: q (G, Nq, C), k, v (G, Nk, C), heads | C; softmax(q kᵀ/sqrt(d)) v.
+ * When name != NULL and the context keeps attention, the probabilities are registered. */
+nn_var nn_attention(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t Nq, int64_t Nk,
+                    int64_t C, int heads, const char *name);
+
+/* Sinusoidal embedding (B, dim) of scalars x (B): [cos(x·f_i), sin(x·f_i)], f_i = 10000^(-i/half),
+ * as LDM's timestep_embedding. */
+void nn_sinusoidal(const float *x, int64_t B, int dim, float *out);
+
+/* ---------------------------------------------------------------------------------------
+ * (2+1)-D video UNet
+ * ------------------------------------------------------------------------------------- */
+
+#define UNET_MAX_LEVELS 4
+
+typedef struct {
+  int in_ch, out_ch;      /* latent channels (4) */
+  int model_ch;           /* channels of level 0 */
+  int n_levels;           /* resolution levels */
+  int ch_mult[UNET_MAX_LEVELS];
+  int n_res;              /* ResBlocks per level on the way down (n_res + 1 on the way up) */
+  int attn_levels;        /* bit l set: transformers at level l (the middle always has them) */
+  int head_ch;            /* channels per attention head */
+  int text_dim;           /* width of the text tokens (context) */
+  int max_frames;         /* rows of the learned frame-position table */
+  int temporal_conv;      /* 1: (2+1)-D ResBlocks with a temporal conv sub-block */
+  int temporal_pos;       /* 0: learned frame positions, 1: sinusoidal (no parameters) */
+  int cond_embeds;        /* extra conditioning embeddings: 0, 1 (CFG scale w), 2 (+ motion) */
+  int groups;             /* GroupNorm groups (32 in LDM; fewer for tiny widths) */
+  float dropout;
+} unet_config;
+
+/* The small default of the built-in world: 16×16×4 latents, 16 frames, about 5M parameters. */
+unet_config unet_config_default(void);
+
+typedef struct unet_block unet_block; /* private */
+
+typedef struct {
+  unet_config cfg;
+  nn_params params;
+  int time_embed_ch; /* 4·model_ch */
+  int n_blocks;      /* input blocks + middle + output blocks + out */
+  unet_block *blocks;
+  int p_time[4], p_cond[2][4]; /* time_embed.{0,2}.{weight,bias}, w/motion embeds */
+  int frozen;        /* 1: parameters get no gradients (a teacher) */
+} unet;
+
+/* Registers all parameters and allocates them (not initialised: call unet_init_weights or
+ * nn_params_load). Returns TB_ERR on a config that does not add up. */
+int unet_create(unet *u, const unet_config *cfg);
+void unet_init_weights(unet *u, uint64_t seed, int zero_out);
+void unet_free(unet *u);
+
+typedef struct {
+  int B, T, H, W;
+  const float *t;      /* (B) diffusion timesteps (0..999) */
+  const float *w;      /* (B) CFG scale, NULL when unused (cond_embeds >= 1 adds its embedding) */
+  const float *motion; /* (B) motion-guidance scale, NULL when unused (cond_embeds == 2) */
+  nn_var context;      /* (B, L, text_dim) text tokens */
+  int L;
+} unet_input;
+
+/* eps (B, T, out_ch, H, W) = unet(x (B, T, in_ch, H, W)). */
+nn_var unet_forward(unet *u, nn_ctx *c, nn_var x, const unet_input *in);
+/* Analytic FLOPs of one forward at these sizes (multiply-add = 2); backward is about twice. */
+double unet_flops_forward(const unet *u, int B, int T, int H, int W, int L);
+/* Classifier-free condition dropping: each of the B contexts (L·D floats) is replaced by
+ * null_ctx (or zeros when NULL) with probability p; returns how many were dropped. */
+int unet_drop_context(float *context, const float *null_ctx, int B, int64_t LD, float p,
+                      uint64_t *rng);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

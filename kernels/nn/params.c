@@ -1,0 +1,191 @@
+/* kernels/nn/params.c — the parameter registry: hierarchical names, shapes, one allocation for
+ * all values and one for all gradients, seeded initialisation, safetensors save and staged load
+ * (reader → name map → match against the registry). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/safetensors.h"
+#include "common/tensor.h"
+#include "kernels/nn.h"
+
+void nn_params_init_empty(nn_params *p) { memset(p, 0, sizeof *p); }
+
+int nn_params_add(nn_params *p, const char *name, int ndim, const int64_t *shape,
+                  nn_init_kind init, int64_t fan_in, int64_t fan_out) {
+  TB_CHECKF(p->data == NULL, "nn_params_add(%s) after nn_params_alloc", name);
+  TB_CHECKF(strlen(name) < NN_NAME_MAX && ndim >= 1 && ndim <= NN_MAX_DIMS, "param %s", name);
+  TB_CHECKF(nn_params_find(p, name) < 0, "duplicate parameter name %s", name);
+  if (p->n == p->cap) {
+    p->cap = p->cap ? 2 * p->cap : 64;
+    p->info = xrealloc(p->info, p->cap * sizeof *p->info);
+  }
+  nn_param_info *in = &p->info[p->n];
+  memset(in, 0, sizeof *in);
+  snprintf(in->name, sizeof in->name, "%s", name);
+  in->ndim = ndim;
+  in->numel = 1;
+  for (int i = 0; i < ndim; i++) {
+    in->shape[i] = shape[i];
+    in->numel *= shape[i];
+  }
+  /* each parameter starts on a 16-float (64-byte) boundary */
+  in->offset = (p->total + 15) & ~(int64_t)15;
+  p->total = in->offset + in->numel;
+  in->init = init;
+  in->fan_in = fan_in;
+  in->fan_out = fan_out;
+  return p->n++;
+}
+
+void nn_params_alloc(nn_params *p) {
+  TB_CHECK(p->data == NULL);
+  p->data = aligned_alloc_zero((size_t)(p->total ? p->total : 1) * sizeof(float));
+  p->grad = aligned_alloc_zero((size_t)(p->total ? p->total : 1) * sizeof(float));
+  TB_CHECKF(p->data && p->grad, "out of memory for %lld parameters", (long long)p->total);
+}
+
+static double rng_uniform(uint64_t *s) {
+  /* splitmix64 → [0, 1) with 53 bits */
+  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void nn_params_init(nn_params *p, uint64_t seed, int zero_out) {
+  for (int i = 0; i < p->n; i++) {
+    nn_param_info *in = &p->info[i];
+    float *d = p->data + in->offset;
+    /* a stream per parameter, so adding a parameter does not shift the others' draws */
+    uint64_t s = seed ^ checksum64(in->name, strlen(in->name));
+    nn_init_kind k = in->init;
+    if (k == NN_INIT_ZERO_OUT && !zero_out) k = NN_INIT_KAIMING;
+    double bound = 0;
+    switch (k) {
+    case NN_INIT_ZERO:
+    case NN_INIT_ZERO_OUT:
+      memset(d, 0, in->numel * sizeof(float));
+      continue;
+    case NN_INIT_ONE:
+      for (int64_t j = 0; j < in->numel; j++) d[j] = 1.0f;
+      continue;
+    case NN_INIT_KAIMING:
+      bound = 1.0 / sqrt((double)(in->fan_in > 0 ? in->fan_in : 1));
+      break;
+    case NN_INIT_XAVIER:
+      bound = sqrt(6.0 / (double)(in->fan_in + in->fan_out > 0 ? in->fan_in + in->fan_out : 1));
+      break;
+    case NN_INIT_NORMAL:
+      for (int64_t j = 0; j < in->numel; j++) {
+        double u1 = rng_uniform(&s), u2 = rng_uniform(&s);
+        d[j] = (float)(0.02 * sqrt(-2.0 * log(u1 + 1e-300)) * cos(6.283185307179586 * u2));
+      }
+      continue;
+    }
+    for (int64_t j = 0; j < in->numel; j++) d[j] = (float)((2.0 * rng_uniform(&s) - 1.0) * bound);
+  }
+}
+
+void nn_params_zero_grad(nn_params *p) { memset(p->grad, 0, (size_t)p->total * sizeof(float)); }
+
+int nn_params_find(const nn_params *p, const char *name) {
+  for (int i = 0; i < p->n; i++)
+    if (strcmp(p->info[i].name, name) == 0) return i;
+  return -1;
+}
+
+float *nn_params_ptr(const nn_params *p, int idx) { return p->data + p->info[idx].offset; }
+float *nn_params_grad_ptr(const nn_params *p, int idx) { return p->grad + p->info[idx].offset; }
+
+void nn_params_free(nn_params *p) {
+  aligned_free(p->data);
+  aligned_free(p->grad);
+  free(p->info);
+  memset(p, 0, sizeof *p);
+}
+
+int nn_params_save(const nn_params *p, const char *path) {
+  safetensors_writer *w = safetensors_writer_new();
+  int rc = TB_OK;
+  for (int i = 0; i < p->n && rc == TB_OK; i++) {
+    tensor t = tensor_view(DTYPE_F32, p->info[i].ndim, p->info[i].shape,
+                           p->data + p->info[i].offset);
+    rc = safetensors_writer_add_ref(w, p->info[i].name, &t);
+  }
+  if (rc == TB_OK) safetensors_writer_set_meta(w, "format", "turbo.nn_params.v1");
+  if (rc == TB_OK) rc = safetensors_writer_save(w, path);
+  safetensors_writer_free(w);
+  if (rc != TB_OK) return err_wrap("saving parameters to %s: ", path);
+  return TB_OK;
+}
+
+int nn_params_load(nn_params *p, const char *path, const nn_name_map *map, int nmap) {
+  safetensors_file *f = NULL;
+  if (safetensors_open(path, &f) != TB_OK) return TB_ERR;
+  size_t n = safetensors_count(f);
+  int *src = xmalloc((size_t)p->n * sizeof(int)); /* registry index → file entry */
+  for (int i = 0; i < p->n; i++) src[i] = -1;
+  int unknown = 0, rc = TB_OK;
+  /* stage 2 and 3: map names, match against the registry, check shapes */
+  for (size_t e = 0; e < n && rc == TB_OK; e++) {
+    const safetensors_entry *en = safetensors_entry_at(f, e);
+    const char *name = en->name;
+    for (int m = 0; m < nmap; m++)
+      if (strcmp(map[m].from, name) == 0) {
+        name = map[m].to;
+        break;
+      }
+    int idx = nn_params_find(p, name);
+    if (idx < 0) {
+      if (unknown++ < 20) log_warn("%s: unknown tensor %s (skipped)", path, en->name);
+      continue;
+    }
+    const nn_param_info *in = &p->info[idx];
+    int same = en->ndim == in->ndim;
+    for (int d = 0; same && d < in->ndim; d++) same = en->shape[d] == in->shape[d];
+    if (!same) {
+      char a[96], b[96];
+      rc = err_set("%s: tensor %s has shape %s, the model expects %s for %s", path, en->name,
+                   shape_str(en->ndim, en->shape, a, sizeof a), shape_str(in->ndim, in->shape, b, sizeof b),
+                   in->name);
+      break;
+    }
+    if (en->dtype != DTYPE_F32 && en->dtype != DTYPE_BF16 && en->dtype != DTYPE_F16) {
+      rc = err_set("%s: tensor %s has dtype %s (F32, BF16 or F16 expected)", path, en->name,
+                   en->dtype_name);
+      break;
+    }
+    if (src[idx] >= 0) {
+      rc = err_set("%s: two tensors map to parameter %s", path, in->name);
+      break;
+    }
+    src[idx] = (int)e;
+  }
+  if (unknown > 20) log_warn("%s: %d unknown tensors in all", path, unknown);
+  for (int i = 0; i < p->n && rc == TB_OK; i++)
+    if (src[i] < 0)
+      rc = err_set("%s: parameter %s missing from the file (a name map may be needed)", path,
+                   p->info[i].name);
+  /* all checked: copy */
+  for (int i = 0; i < p->n && rc == TB_OK; i++) {
+    const safetensors_entry *en = safetensors_entry_at(f, (size_t)src[i]);
+    float *d = p->data + p->info[i].offset;
+    int64_t k = p->info[i].numel;
+    if (en->dtype == DTYPE_F32) {
+      memcpy(d, en->data, (size_t)k * sizeof(float));
+    } else {
+      const uint8_t *b = en->data;
+      for (int64_t j = 0; j < k; j++) {
+        uint16_t h = (uint16_t)(b[2 * j] | (b[2 * j + 1] << 8));
+        d[j] = en->dtype == DTYPE_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+      }
+    }
+  }
+  free(src);
+  safetensors_close(f);
+  return rc;
+}

@@ -1,0 +1,368 @@
+/* kernels/ops.c — the dispatch layer: the backend tables, the current backend, thread settings,
+ * and the public op_ functions (each forwards to the current backend's entry; the token and
+ * head views are permutes expressed once here for every backend). */
+#include "kernels/ops.h"
+
+#include <stdlib.h>
+
+#include "common/log.h"
+#include "kernels/cpu/cpu_ops.h"
+
+static const ops_backend *g_tables[OPS_NBACKENDS] = {&ops_cpu_ref_table, &ops_cpu_fast_table,
+                                                     NULL};
+static ops_backend_id g_current = OPS_CPU_FAST;
+
+const ops_backend *ops_backend_get(ops_backend_id id) {
+  return (id >= 0 && id < OPS_NBACKENDS) ? g_tables[id] : NULL;
+}
+
+int ops_backend_set(ops_backend_id id) {
+  if (id < 0 || id >= OPS_NBACKENDS) return err_set("ops: no backend %d", (int)id);
+  if (!g_tables[id])
+    return err_set("ops: backend %s is not present (build with CUDA and initialise it first)",
+                   ops_backend_name(id));
+  g_current = id;
+  return TB_OK;
+}
+
+ops_backend_id ops_backend_current(void) { return g_current; }
+
+const char *ops_backend_name(ops_backend_id id) {
+  static const char *names[OPS_NBACKENDS] = {"cpu-ref", "cpu-fast", "cuda"};
+  return (id >= 0 && id < OPS_NBACKENDS) ? names[id] : "?";
+}
+
+int ops_backend_register(ops_backend_id id, const ops_backend *table) {
+  if (id < 0 || id >= OPS_NBACKENDS) return err_set("ops: cannot register backend %d", (int)id);
+  g_tables[id] = table;
+  return TB_OK;
+}
+
+void ops_set_num_threads(int n) {
+  for (int i = 0; i < OPS_NBACKENDS; i++)
+    if (g_tables[i] && g_tables[i]->set_num_threads) g_tables[i]->set_num_threads(n);
+}
+
+int ops_get_num_threads(void) { return cpu_fast_threads(); }
+
+static void ops_unsupported(const char *op) {
+  tb_check_failed("entry != NULL", __FILE__, __LINE__, "op_%s is not supported by backend %s", op,
+                  ops_backend_name(g_current));
+}
+
+#define OPS_CALL(name, ...)                                                                \
+  do {                                                                                     \
+    const ops_backend *be_ = g_tables[g_current];                                          \
+    if (!be_->name) ops_unsupported(#name);                                                \
+    be_->name(__VA_ARGS__);                                                                \
+  } while (0)
+
+/* ---- forwarding ------------------------------------------------------------------------------ */
+
+void op_matmul(int transA, int transB, int M, int N, int K, float alpha, const float *A, const float *Bm, float beta, float *Cm) {
+  OPS_CALL(matmul, transA, transB, M, N, K, alpha, A, Bm, beta, Cm);
+}
+
+void op_linear_fwd(float *out, const float *inp, const float *weight, const float *bias, int N, int Cin, int Cout) {
+  OPS_CALL(linear_fwd, out, inp, weight, bias, N, Cin, Cout);
+}
+
+void op_linear_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight, int N, int Cin, int Cout) {
+  OPS_CALL(linear_bwd, dinp, dweight, dbias, dout, inp, weight, N, Cin, Cout);
+}
+
+void op_conv2d_fwd(float *out, const float *inp, const float *weight, const float *bias, int N, int Cin, int H, int W, int Cout, int k, int stride, int pad) {
+  OPS_CALL(conv2d_fwd, out, inp, weight, bias, N, Cin, H, W, Cout, k, stride, pad);
+}
+
+void op_conv2d_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight, int N, int Cin, int H, int W, int Cout, int k, int stride, int pad) {
+  OPS_CALL(conv2d_bwd, dinp, dweight, dbias, dout, inp, weight, N, Cin, H, W, Cout, k, stride, pad);
+}
+
+void op_tconv_fwd(float *out, const float *inp, const float *weight, const float *bias, int B, int T, int Cin, int S, int Cout, int kt) {
+  OPS_CALL(tconv_fwd, out, inp, weight, bias, B, T, Cin, S, Cout, kt);
+}
+
+void op_tconv_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight, int B, int T, int Cin, int S, int Cout, int kt) {
+  OPS_CALL(tconv_bwd, dinp, dweight, dbias, dout, inp, weight, B, T, Cin, S, Cout, kt);
+}
+
+void op_conv3d_fwd(float *out, const float *inp, const float *weight, const float *bias, int B, int T, int Cin, int H, int W, int Cout, int kt, int k, int stride_t, int stride, int pad_t, int pad) {
+  OPS_CALL(conv3d_fwd, out, inp, weight, bias, B, T, Cin, H, W, Cout, kt, k, stride_t, stride, pad_t, pad);
+}
+
+void op_conv3d_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight, int B, int T, int Cin, int H, int W, int Cout, int kt, int k, int stride_t, int stride, int pad_t, int pad) {
+  OPS_CALL(conv3d_bwd, dinp, dweight, dbias, dout, inp, weight, B, T, Cin, H, W, Cout, kt, k, stride_t, stride, pad_t, pad);
+}
+
+void op_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias, int N, int T, int C, int S, int G, float eps) {
+  OPS_CALL(groupnorm_fwd, out, mean, rstd, inp, weight, bias, N, T, C, S, G, eps);
+}
+
+void op_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *mean, const float *rstd, const float *weight, int N, int T, int C, int S, int G) {
+  OPS_CALL(groupnorm_bwd, dinp, dweight, dbias, dout, inp, mean, rstd, weight, N, T, C, S, G);
+}
+
+void op_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias, int N, int C, float eps) {
+  OPS_CALL(layernorm_fwd, out, mean, rstd, inp, weight, bias, N, C, eps);
+}
+
+void op_layernorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *mean, const float *rstd, const float *weight, int N, int C) {
+  OPS_CALL(layernorm_bwd, dinp, dweight, dbias, dout, inp, mean, rstd, weight, N, C);
+}
+
+void op_silu_fwd(float *out, const float *inp, int64_t n) {
+  OPS_CALL(silu_fwd, out, inp, n);
+}
+
+void op_silu_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
+  OPS_CALL(silu_bwd, dinp, dout, inp, n);
+}
+
+void op_gelu_tanh_fwd(float *out, const float *inp, int64_t n) {
+  OPS_CALL(gelu_tanh_fwd, out, inp, n);
+}
+
+void op_gelu_tanh_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
+  OPS_CALL(gelu_tanh_bwd, dinp, dout, inp, n);
+}
+
+void op_gelu_erf_fwd(float *out, const float *inp, int64_t n) {
+  OPS_CALL(gelu_erf_fwd, out, inp, n);
+}
+
+void op_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
+  OPS_CALL(gelu_erf_bwd, dinp, dout, inp, n);
+}
+
+void op_softmax_fwd(float *out, const float *inp, int N, int C) {
+  OPS_CALL(softmax_fwd, out, inp, N, C);
+}
+
+void op_softmax_bwd(float *dinp, const float *dout, const float *out, int N, int C) {
+  OPS_CALL(softmax_bwd, dinp, dout, out, N, C);
+}
+
+void op_attention_fwd(float *out, float *probs, const float *q, const float *k, const float *v, const op_attn_mask *mask, int B, int H, int Nq, int Nk, int D, float scale) {
+  OPS_CALL(attention_fwd, out, probs, q, k, v, mask, B, H, Nq, Nk, D, scale);
+}
+
+void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *dprobs, const float *q, const float *k, const float *v, const float *probs, int B, int H, int Nq, int Nk, int D, float scale) {
+  OPS_CALL(attention_bwd, dq, dk, dv, dout, dprobs, q, k, v, probs, B, H, Nq, Nk, D, scale);
+}
+
+void op_permute_fwd(float *out, const float *inp, int ndim, const int *shape, const int *perm) {
+  OPS_CALL(permute_fwd, out, inp, ndim, shape, perm);
+}
+
+void op_permute_bwd(float *dinp, const float *dout, int ndim, const int *shape, const int *perm) {
+  OPS_CALL(permute_bwd, dinp, dout, ndim, shape, perm);
+}
+
+void op_upsample2x_fwd(float *out, const float *inp, int N, int C, int H, int W) {
+  OPS_CALL(upsample2x_fwd, out, inp, N, C, H, W);
+}
+
+void op_upsample2x_bwd(float *dinp, const float *dout, int N, int C, int H, int W) {
+  OPS_CALL(upsample2x_bwd, dinp, dout, N, C, H, W);
+}
+
+void op_avgpool2x_fwd(float *out, const float *inp, int N, int C, int H, int W) {
+  OPS_CALL(avgpool2x_fwd, out, inp, N, C, H, W);
+}
+
+void op_avgpool2x_bwd(float *dinp, const float *dout, int N, int C, int H, int W) {
+  OPS_CALL(avgpool2x_bwd, dinp, dout, N, C, H, W);
+}
+
+void op_concat_fwd(float *out, const float *a, const float *b, int M, int Ca, int Cb, int S) {
+  OPS_CALL(concat_fwd, out, a, b, M, Ca, Cb, S);
+}
+
+void op_concat_bwd(float *da, float *db, const float *dout, int M, int Ca, int Cb, int S) {
+  OPS_CALL(concat_bwd, da, db, dout, M, Ca, Cb, S);
+}
+
+void op_split_fwd(float *a, float *b, const float *inp, int M, int Ca, int Cb, int S) {
+  OPS_CALL(split_fwd, a, b, inp, M, Ca, Cb, S);
+}
+
+void op_repeat_fwd(float *out, const float *inp, int B, int T, int64_t E) {
+  OPS_CALL(repeat_fwd, out, inp, B, T, E);
+}
+
+void op_repeat_bwd(float *dinp, const float *dout, int B, int T, int64_t E) {
+  OPS_CALL(repeat_bwd, dinp, dout, B, T, E);
+}
+
+void op_add_fwd(float *out, const float *a, const float *b, int64_t n) {
+  OPS_CALL(add_fwd, out, a, b, n);
+}
+
+void op_axpy(float *y, float alpha, const float *x, int64_t n) {
+  OPS_CALL(axpy, y, alpha, x, n);
+}
+
+void op_scale_fwd(float *out, const float *inp, float s, int64_t n) {
+  OPS_CALL(scale_fwd, out, inp, s, n);
+}
+
+void op_mul_fwd(float *out, const float *a, const float *b, int64_t n) {
+  OPS_CALL(mul_fwd, out, a, b, n);
+}
+
+void op_mul_bwd(float *da, float *db, const float *dout, const float *a, const float *b, int64_t n) {
+  OPS_CALL(mul_bwd, da, db, dout, a, b, n);
+}
+
+void op_bias_add_fwd(float *out, const float *inp, const float *bias, int B, int T, int C, int S) {
+  OPS_CALL(bias_add_fwd, out, inp, bias, B, T, C, S);
+}
+
+void op_bias_add_bwd(float *dinp, float *dbias, const float *dout, int B, int T, int C, int S) {
+  OPS_CALL(bias_add_bwd, dinp, dbias, dout, B, T, C, S);
+}
+
+void op_l2norm_fwd(float *out, float *rnorm, const float *inp, int N, int C, float eps) {
+  OPS_CALL(l2norm_fwd, out, rnorm, inp, N, C, eps);
+}
+
+void op_l2norm_bwd(float *dinp, const float *dout, const float *out, const float *rnorm, int N, int C) {
+  OPS_CALL(l2norm_bwd, dinp, dout, out, rnorm, N, C);
+}
+
+void op_timestep_embedding(float *out, const float *t, int N, int dim, float max_period) {
+  OPS_CALL(timestep_embedding, out, t, N, dim, max_period);
+}
+
+void op_guidance_embedding(float *out, const float *w, int N, int dim) {
+  OPS_CALL(guidance_embedding, out, w, N, dim);
+}
+
+void op_dropout_fwd(float *out, uint8_t *keep, const float *inp, int64_t n, float p, uint64_t seed) {
+  OPS_CALL(dropout_fwd, out, keep, inp, n, p, seed);
+}
+
+void op_dropout_bwd(float *dinp, const float *dout, const uint8_t *keep, int64_t n, float p) {
+  OPS_CALL(dropout_bwd, dinp, dout, keep, n, p);
+}
+
+void op_cond_drop_fwd(float *out, const float *inp, const float *null_emb, const uint8_t *keep, int B, int64_t E) {
+  OPS_CALL(cond_drop_fwd, out, inp, null_emb, keep, B, E);
+}
+
+void op_cond_drop_bwd(float *dinp, float *dnull, const float *dout, const uint8_t *keep, int B, int64_t E) {
+  OPS_CALL(cond_drop_bwd, dinp, dnull, dout, keep, B, E);
+}
+
+void op_mse_fwd(float *loss, const float *pred, const float *target, int64_t n) {
+  OPS_CALL(mse_fwd, loss, pred, target, n);
+}
+
+void op_mse_bwd(float *dpred, float *dtarget, float dloss, const float *pred, const float *target, int64_t n) {
+  OPS_CALL(mse_bwd, dpred, dtarget, dloss, pred, target, n);
+}
+
+void op_huber_fwd(float *loss, const float *pred, const float *target, int64_t n, float c) {
+  OPS_CALL(huber_fwd, loss, pred, target, n, c);
+}
+
+void op_huber_bwd(float *dpred, float *dtarget, float dloss, const float *pred, const float *target, int64_t n, float c) {
+  OPS_CALL(huber_bwd, dpred, dtarget, dloss, pred, target, n, c);
+}
+
+void op_infonce_fwd(float *loss, float *probs_ab, float *probs_ba, const float *a, const float *b, int N, int D, float temperature) {
+  OPS_CALL(infonce_fwd, loss, probs_ab, probs_ba, a, b, N, D, temperature);
+}
+
+void op_infonce_bwd(float *da, float *db, float dloss, const float *a, const float *b, const float *probs_ab, const float *probs_ba, int N, int D, float temperature) {
+  OPS_CALL(infonce_bwd, da, db, dloss, a, b, probs_ab, probs_ba, N, D, temperature);
+}
+
+void op_adamw_step(float *param, const float *grad, float *m, float *v, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+  OPS_CALL(adamw_step, param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
+}
+
+void op_sumsq(float *out, const float *x, int64_t n) {
+  OPS_CALL(sumsq, out, x, n);
+}
+
+void op_ema_update(float *ema, const float *param, float decay, int64_t n) {
+  OPS_CALL(ema_update, ema, param, decay, n);
+}
+
+/* ---- views built on the permute -------------------------------------------------------------- */
+
+void op_video_to_spatial_tokens(float *out, const float *inp, int B, int T, int C, int S) {
+  int shape[3] = {B * T, C, S}, perm[3] = {0, 2, 1};
+  op_permute_fwd(out, inp, 3, shape, perm);
+}
+void op_video_to_spatial_tokens_bwd(float *dinp, const float *dout, int B, int T, int C, int S) {
+  int shape[3] = {B * T, C, S}, perm[3] = {0, 2, 1};
+  op_permute_bwd(dinp, dout, 3, shape, perm);
+}
+void op_spatial_tokens_to_video(float *out, const float *inp, int B, int T, int C, int S) {
+  int shape[3] = {B * T, S, C}, perm[3] = {0, 2, 1};
+  op_permute_fwd(out, inp, 3, shape, perm);
+}
+void op_spatial_tokens_to_video_bwd(float *dinp, const float *dout, int B, int T, int C, int S) {
+  int shape[3] = {B * T, S, C}, perm[3] = {0, 2, 1};
+  op_permute_bwd(dinp, dout, 3, shape, perm);
+}
+// (B, T, C, S) -> (B, S, T, C)
+void op_video_to_temporal_tokens(float *out, const float *inp, int B, int T, int C, int S) {
+  int shape[4] = {B, T, C, S}, perm[4] = {0, 3, 1, 2};
+  op_permute_fwd(out, inp, 4, shape, perm);
+}
+void op_video_to_temporal_tokens_bwd(float *dinp, const float *dout, int B, int T, int C, int S) {
+  int shape[4] = {B, T, C, S}, perm[4] = {0, 3, 1, 2};
+  op_permute_bwd(dinp, dout, 4, shape, perm);
+}
+// (B, S, T, C) -> (B, T, C, S)
+void op_temporal_tokens_to_video(float *out, const float *inp, int B, int T, int C, int S) {
+  int shape[4] = {B, S, T, C}, perm[4] = {0, 2, 3, 1};
+  op_permute_fwd(out, inp, 4, shape, perm);
+}
+void op_temporal_tokens_to_video_bwd(float *dinp, const float *dout, int B, int T, int C, int S) {
+  int shape[4] = {B, S, T, C}, perm[4] = {0, 2, 3, 1};
+  op_permute_bwd(dinp, dout, 4, shape, perm);
+}
+void op_context_repeat(float *out, const float *inp, int B, int T, int L, int C) {
+  op_repeat_fwd(out, inp, B, T, (int64_t)L * C);
+}
+void op_context_repeat_bwd(float *dinp, const float *dout, int B, int T, int L, int C) {
+  op_repeat_bwd(dinp, dout, B, T, (int64_t)L * C);
+}
+// (B, N, H, D) -> (B, H, N, D)
+void op_heads_split(float *out, const float *inp, int B, int N, int H, int D) {
+  int shape[4] = {B, N, H, D}, perm[4] = {0, 2, 1, 3};
+  op_permute_fwd(out, inp, 4, shape, perm);
+}
+void op_heads_split_bwd(float *dinp, const float *dout, int B, int N, int H, int D) {
+  int shape[4] = {B, N, H, D}, perm[4] = {0, 2, 1, 3};
+  op_permute_bwd(dinp, dout, 4, shape, perm);
+}
+void op_heads_merge(float *out, const float *inp, int B, int N, int H, int D) {
+  int shape[4] = {B, H, N, D}, perm[4] = {0, 2, 1, 3};
+  op_permute_fwd(out, inp, 4, shape, perm);
+}
+void op_heads_merge_bwd(float *dinp, const float *dout, int B, int N, int H, int D) {
+  int shape[4] = {B, H, N, D}, perm[4] = {0, 2, 1, 3};
+  op_permute_bwd(dinp, dout, 4, shape, perm);
+}
+
+/* ---- host-side random draws ------------------------------------------------------------------- */
+
+/* splitmix64 of (seed, index): a counter-based generator, so element i's draw does not depend on
+ * the order or the thread that computes it; 24 high bits give a float in [0, 1). */
+float op_rand_uniform(uint64_t seed, uint64_t index) {
+  uint64_t z = seed * 0xD1B54A32D192ED03ull + (index + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return (float)(z >> 40) * (1.0f / 16777216.0f);
+}
+
+void op_cond_drop_mask(uint8_t *keep, int B, float p, uint64_t seed) {
+  for (int b = 0; b < B; b++) keep[b] = !(p > 0.0f && op_rand_uniform(seed, (uint64_t)b) < p);
+}

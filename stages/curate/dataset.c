@@ -1,0 +1,399 @@
+/* stages/curate/dataset.c — recipe → named dataset: members, splits, frame shards.
+ *
+ * Selection reads only stored statistics (no decoding). The frames of the chosen clips are then
+ * decoded again (exactly as the scan did) by worker processes, each writing its own shards
+ * WORKSPACE/datasets/NAME/frames-WORKER-SHARD.safetensors: one u8 tensor "clip_<id>" of shape
+ * (T, H, W, 3) per clip, up to SHARD_CLIPS per file, saved atomically, then recorded as cached
+ * tensors (kind "frames", clip and dataset set, offset = the tensor's byte offset in the file).
+ */
+#include "stages/curate/curate.h"
+
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "common/safetensors.h"
+#include "common/tensor.h"
+#include "common/video_dec.h"
+#include "stages/curate/recipe.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SHARD_CLIPS 256 /* clips per shard file: ~50 MB at 16x64x64x3 */
+
+static int path_row(void *ctx, int ncol, const char *const *names, const char *const *values) {
+  (void)names;
+  char **out = ctx;
+  if (ncol >= 1 && values[0] && !*out) *out = xstrdup(values[0]);
+  return 1;
+}
+
+char *curate_clip_source_path(catalogue *cat, int64_t clip_id) {
+  char idbuf[32];
+  snprintf(idbuf, sizeof idbuf, "%lld", (long long)clip_id);
+  const char *params[1] = {idbuf};
+  char *out = NULL;
+  if (catalogue_query(cat,
+                      "SELECT s.path FROM clips c JOIN sources s ON s.id = c.source_id WHERE c.id = ?1",
+                      1, params, path_row, &out, NULL) != TB_OK)
+    return NULL;
+  if (!out) err_set("clip %lld has no source", (long long)clip_id);
+  return out;
+}
+
+/* A statistic for every clip, as a sorted (id, value) table. */
+typedef struct {
+  char name[32];
+  int64_t *ids;
+  double *vals;
+  int64_t n;
+} stat_col;
+
+static int stat_col_load(catalogue *cat, const char *name, stat_col *c) {
+  memset(c, 0, sizeof *c);
+  size_t l = strlen(name);
+  if (l >= sizeof c->name) l = sizeof c->name - 1;
+  memcpy(c->name, name, l);
+  c->name[l] = 0;
+  return catalogue_stat_all(cat, name, &c->ids, &c->vals, &c->n);
+}
+
+/* Value of clip `id` (ids are ascending): 1 found, 0 not. */
+static int stat_col_get(const stat_col *c, int64_t id, double *v) {
+  int64_t lo = 0, hi = c->n - 1;
+  while (lo <= hi) {
+    int64_t mid = (lo + hi) / 2;
+    if (c->ids[mid] == id) {
+      *v = c->vals[mid];
+      return 1;
+    }
+    if (c->ids[mid] < id) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return 0;
+}
+
+static void stat_col_free(stat_col *c) {
+  free(c->ids);
+  free(c->vals);
+}
+
+static uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+static int find_col(stat_col *cols, int ncols, const char *name) {
+  for (int i = 0; i < ncols; i++)
+    if (strcmp(cols[i].name, name) == 0) return i;
+  return -1;
+}
+
+/* Decodes the clips ids[k], ids[k+n], … and writes their shards; exits the process. */
+static void shard_worker(const curate_cfg *cfg, const recipe *r, const char *name,
+                         int64_t dataset_id, const int64_t *ids, int64_t nids, int k, int n) {
+  log_init("curate");
+  catalogue *cat = catalogue_open_workspace(cfg->workspace, 0);
+  if (!cat) {
+    log_error("%s", err_get());
+    _exit(3);
+  }
+  int failures = 0, shard = 0;
+  int64_t i = k;
+  const int64_t T = r->frames, H = r->height, W = r->width;
+  const int64_t shape[4] = {T, H, W, 3};
+  while (i < nids) {
+    safetensors_writer *w = safetensors_writer_new();
+    safetensors_writer_set_meta(w, "format", "turbo.frames");
+    safetensors_writer_set_meta(w, "layout", "T,H,W,3 u8 sRGB");
+    safetensors_writer_set_meta(w, "dataset", name);
+    int64_t members[SHARD_CLIPS];
+    uint64_t sums[SHARD_CLIPS];
+    int nm = 0;
+    for (; i < nids && nm < SHARD_CLIPS; i += n) {
+      char *src = curate_clip_source_path(cat, ids[i]);
+      char full[4096];
+      video_frames fr;
+      memset(&fr, 0, sizeof fr);
+      video_dec_opts o = video_dec_opts_default();
+      o.fps = r->fps;
+      o.width = r->width;
+      o.height = r->height;
+      o.max_frames = r->frames;
+      if (!src || fs_path_inside(cfg->root, src, full, sizeof full) != TB_OK ||
+          video_decode_rgb(full, &o, &fr) != TB_OK || fr.n != T) {
+        log_warn("clip %lld (%s): cannot decode its frames again: %s", (long long)ids[i],
+                 src ? src : "?", fr.n ? "frame count changed" : err_get());
+        failures++;
+        free(src);
+        video_frames_free(&fr);
+        continue;
+      }
+      free(src);
+      char tname[32];
+      snprintf(tname, sizeof tname, "clip_%lld", (long long)ids[i]);
+      tensor t = tensor_view(DTYPE_U8, 4, shape, fr.rgb);
+      safetensors_writer_add(w, tname, &t);
+      sums[nm] = checksum64(fr.rgb, (size_t)(T * H * W * 3));
+      members[nm++] = ids[i];
+      video_frames_free(&fr);
+    }
+    if (nm > 0) {
+      char rel[512], full[4096];
+      snprintf(rel, sizeof rel, "datasets/%s/frames-%02d-%04d.safetensors", name, k, shard++);
+      fs_join(full, sizeof full, cfg->workspace, rel);
+      safetensors_file *sf = NULL;
+      if (safetensors_writer_save(w, full) != TB_OK || safetensors_open(full, &sf) != TB_OK) {
+        log_error("%s", err_get());
+        failures += nm;
+      } else {
+        int rc = catalogue_begin(cat);
+        for (int j = 0; j < nm && rc == TB_OK; j++) {
+          char tname[32], hex[17];
+          snprintf(tname, sizeof tname, "clip_%lld", (long long)members[j]);
+          const safetensors_entry *e = safetensors_find(sf, tname);
+          if (!e) {
+            rc = err_set("%s: tensor %s missing after save", rel, tname);
+            break;
+          }
+          snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sums[j]);
+          catalogue_tensor ct;
+          memset(&ct, 0, sizeof ct);
+          ct.kind = "frames";
+          ct.clip_id = members[j];
+          ct.dataset_id = dataset_id;
+          ct.path = rel;
+          ct.offset = (int64_t)(safetensors_data_offset(sf) + e->begin);
+          ct.nbytes = (int64_t)(e->end - e->begin);
+          ct.dtype = DTYPE_U8;
+          ct.ndim = 4;
+          memcpy(ct.shape, shape, sizeof shape);
+          ct.checksum = hex;
+          rc = catalogue_tensor_insert(cat, &ct, NULL);
+        }
+        if (rc == TB_OK) rc = catalogue_commit(cat);
+        else catalogue_rollback(cat);
+        if (rc != TB_OK) {
+          log_error("%s", err_get());
+          failures += nm;
+        }
+        safetensors_close(sf);
+      }
+    }
+    safetensors_writer_free(w);
+  }
+  catalogue_close(cat);
+  _exit(failures ? 4 : 0);
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Removes frames-*.safetensors left by an earlier build of this dataset. */
+static void clear_shards(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  char p[4096];
+  while ((e = readdir(d)))
+    if (strncmp(e->d_name, "frames-", 7) == 0 && fs_join(p, sizeof p, dir, e->d_name)) unlink(p);
+  closedir(d);
+}
+
+int curate_dataset_build(catalogue *cat, const curate_cfg *cfg, const char *recipe_path,
+                         const char *name_opt, char *name_out, size_t name_n) {
+  recipe r;
+  if (recipe_load(recipe_path, &r) != TB_OK) {
+    recipe_free(&r);
+    return TB_ERR;
+  }
+  const char *name = name_opt && name_opt[0] ? name_opt : r.name;
+  snprintf(name_out, name_n, "%s", name);
+  for (const char *p = name; *p; p++)
+    if (!(*p == '_' || *p == '-' || *p == '.' || (*p >= '0' && *p <= '9') ||
+          (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')) || name[0] == '.') {
+      recipe_free(&r);
+      return err_set("dataset name '%s': use letters, digits, _ - . only", name);
+    }
+  double t0 = time_now();
+  /* Load every statistic the recipe names, plus the implicit ones. */
+  stat_col cols[2 * RECIPE_MAX_CONDS * 2 + 8];
+  int ncols = 0, rc = TB_OK;
+  const char *implicit[] = {"usable", "frames"};
+  for (int i = 0; i < 2 && rc == TB_OK; i++) rc = stat_col_load(cat, implicit[i], &cols[ncols++]);
+  for (int s = -1; s < r.nsubset && rc == TB_OK; s++) {
+    int nc = s < 0 ? r.ncond : r.subset[s].ncond;
+    recipe_cond *cc = s < 0 ? r.cond : r.subset[s].cond;
+    for (int j = 0; j < nc && rc == TB_OK; j++)
+      if (find_col(cols, ncols, cc[j].stat) < 0) rc = stat_col_load(cat, cc[j].stat, &cols[ncols++]);
+  }
+  if (rc != TB_OK) goto out;
+  const stat_col *usable = &cols[0], *frames = &cols[1];
+  if (usable->n == 0) {
+    rc = err_set("the catalogue has no curated clips: run bin/curate --manifest first");
+    goto out;
+  }
+  /* Learned-score filters on statistics nobody computed yet are skipped. */
+  for (int j = 0; j < r.ncond; j++) {
+    char b[96];
+    int c = find_col(cols, ncols, r.cond[j].stat);
+    if (r.cond[j].learned && cols[c].n == 0) {
+      log_warn("recipe line %d: learned filter '%s' skipped: no clip has %s yet (a later stage "
+               "computes it)", r.cond[j].line, recipe_cond_str(&r.cond[j], b, sizeof b), r.cond[j].stat);
+      r.cond[j].stat[0] = 0; /* marks it off */
+    } else if (cols[c].n == 0) {
+      log_warn("recipe line %d: no clip has statistic '%s': the filter keeps nothing",
+               r.cond[j].line, r.cond[j].stat);
+    }
+  }
+  /* Candidates per subset. */
+  int64_t *cand[RECIPE_MAX_SUBSETS] = {0}, ncand[RECIPE_MAX_SUBSETS] = {0};
+  int64_t fail_global[RECIPE_MAX_CONDS] = {0};
+  int64_t base = 0;
+  for (int64_t i = 0; i < usable->n; i++) {
+    int64_t id = usable->ids[i];
+    double fv;
+    if (usable->vals[i] < 0.5 || !stat_col_get(frames, id, &fv) || fv != r.frames) continue;
+    base++;
+    int ok = 1;
+    for (int j = 0; j < r.ncond; j++) {
+      if (!r.cond[j].stat[0]) continue;
+      double v;
+      int c = find_col(cols, ncols, r.cond[j].stat);
+      if (!stat_col_get(&cols[c], id, &v) || !recipe_cond_test(&r.cond[j], v)) {
+        fail_global[j]++;
+        ok = 0;
+      }
+    }
+    if (!ok) continue;
+    for (int s = 0; s < r.nsubset; s++) {
+      int sok = 1;
+      for (int j = 0; j < r.subset[s].ncond && sok; j++) {
+        double v;
+        int c = find_col(cols, ncols, r.subset[s].cond[j].stat);
+        sok = stat_col_get(&cols[c], id, &v) && recipe_cond_test(&r.subset[s].cond[j], v);
+      }
+      if (sok) {
+        cand[s] = xrealloc(cand[s], sizeof(int64_t) * (ncand[s] + 1));
+        cand[s][ncand[s]++] = id;
+      }
+    }
+  }
+  log_info("dataset %s: %lld usable clips of %dx%dx%d", name, (long long)base, r.frames, r.height, r.width);
+  for (int j = 0; j < r.ncond; j++) {
+    char b[96];
+    if (r.cond[j].stat[0])
+      log_info("  filter %-28s removes %lld", recipe_cond_str(&r.cond[j], b, sizeof b), (long long)fail_global[j]);
+  }
+  /* Quotas from the weights. */
+  double wsum = 0;
+  for (int s = 0; s < r.nsubset; s++) wsum += r.subset[s].weight;
+  double total = (double)r.size;
+  if (r.size == 0) {
+    total = INFINITY;
+    for (int s = 0; s < r.nsubset; s++) total = fmin(total, ncand[s] / (r.subset[s].weight / wsum));
+  }
+  int64_t quota[RECIPE_MAX_SUBSETS];
+  for (int s = 0; s < r.nsubset; s++) {
+    quota[s] = (int64_t)floor(total * r.subset[s].weight / wsum + 1e-9);
+    if (quota[s] > ncand[s]) {
+      log_warn("subset %s: %lld clips pass its filters, fewer than the %lld its weight asks for",
+               r.subset[s].name, (long long)ncand[s], (long long)quota[s]);
+      quota[s] = ncand[s];
+    }
+    /* Seeded Fisher-Yates, per subset. */
+    uint64_t st = mix64(r.seed ^ mix64((uint64_t)s + 1));
+    for (int64_t i = ncand[s] - 1; i > 0; i--) {
+      st = mix64(st);
+      int64_t j = (int64_t)(st % (uint64_t)(i + 1));
+      int64_t t = cand[s][i];
+      cand[s][i] = cand[s][j];
+      cand[s][j] = t;
+    }
+  }
+  int64_t dsid = 0, nmem = 0;
+  for (int s = 0; s < r.nsubset; s++) nmem += quota[s];
+  if (nmem == 0) {
+    rc = err_set("dataset %s: no clip passes the recipe's filters", name);
+    for (int s = 0; s < r.nsubset; s++) free(cand[s]);
+    goto out;
+  }
+  catalogue_member *mem = xcalloc((size_t)nmem, sizeof *mem);
+  int64_t *uniq = xmalloc(sizeof(int64_t) * nmem), nu = 0, k = 0, nval = 0;
+  for (int s = 0; s < r.nsubset; s++) {
+    for (int64_t i = 0; i < quota[s]; i++) {
+      int64_t id = cand[s][i];
+      double u = (double)(mix64(r.seed * 0x100000001B3ull ^ (uint64_t)id) >> 11) / 9007199254740992.0;
+      mem[k].clip_id = id;
+      mem[k].split = u < r.val_fraction ? CATALOGUE_SPLIT_VAL : CATALOGUE_SPLIT_TRAIN;
+      mem[k].subset = r.subset[s].name;
+      nval += mem[k].split == CATALOGUE_SPLIT_VAL;
+      uniq[nu++] = id;
+      k++;
+    }
+    log_info("  subset %-10s weight %.2f: %lld candidates, %lld taken", r.subset[s].name,
+             r.subset[s].weight, (long long)ncand[s], (long long)quota[s]);
+  }
+  qsort(uniq, (size_t)nu, sizeof *uniq, cmp_i64);
+  int64_t w = 0;
+  for (int64_t i = 0; i < nu; i++)
+    if (i == 0 || uniq[i] != uniq[i - 1]) uniq[w++] = uniq[i];
+  nu = w;
+  rc = catalogue_begin(cat);
+  if (rc == TB_OK) rc = catalogue_dataset_create(cat, name, r.text, 1, cfg->run_id, &dsid);
+  if (rc == TB_OK) rc = catalogue_members_add(cat, dsid, nmem, mem);
+  if (rc == TB_OK) rc = catalogue_commit(cat);
+  else catalogue_rollback(cat);
+  for (int s = 0; s < r.nsubset; s++) free(cand[s]);
+  free(mem);
+  if (rc != TB_OK) {
+    free(uniq);
+    goto out;
+  }
+  log_info("dataset %s: %lld members (%lld val), %lld distinct clips; decoding frames",
+           name, (long long)nmem, (long long)nval, (long long)nu);
+  /* Frames. */
+  char dir[4096], rel[512];
+  snprintf(rel, sizeof rel, "datasets/%s", name);
+  fs_join(dir, sizeof dir, cfg->workspace, rel);
+  if (fs_mkdir_p(dir) != TB_OK) {
+    free(uniq);
+    rc = TB_ERR;
+    goto out;
+  }
+  clear_shards(dir);
+  int nw = cfg->workers < 1 ? 1 : cfg->workers;
+  if (nw > nu) nw = (int)nu;
+  pid_t pids[64];
+  if (nw > 64) nw = 64;
+  fflush(NULL);
+  for (int j = 0; j < nw; j++) {
+    pids[j] = fork();
+    if (pids[j] == 0) shard_worker(cfg, &r, name, dsid, uniq, nu, j, nw);
+    if (pids[j] < 0) rc = err_set("fork: %s", strerror(errno));
+  }
+  int bad = 0;
+  for (int j = 0; j < nw; j++) {
+    int status;
+    if (pids[j] > 0 && (waitpid(pids[j], &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0))
+      bad++;
+  }
+  free(uniq);
+  if (rc == TB_OK && bad) rc = err_set("dataset %s: %d shard worker(s) failed (see the log)", name, bad);
+  catalogue_dataset_status_set(cat, dsid, rc == TB_OK ? "ready" : "failed");
+  if (rc == TB_OK)
+    log_info("dataset %s ready in %.1f s: frames in %s/frames-*.safetensors", name, time_now() - t0, dir);
+out:
+  for (int i = 0; i < ncols; i++) stat_col_free(&cols[i]);
+  recipe_free(&r);
+  return rc;
+}

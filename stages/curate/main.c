@@ -1,0 +1,149 @@
+/* stages/curate/main.c — bin/curate: videos + captions → catalogue sources, clips and
+ * statistics; recipes → named datasets with frame shards; reports.
+ *
+ *   curate --manifest DIR/manifest.csv --root DIR --workspace WS [--workers 2]
+ *   curate --workspace WS --recipe pipelines/recipes/tailored.recipe [--dataset NAME]
+ *   curate --workspace WS --report
+ *
+ * Steps run in this order when their options are given: scan (--manifest), re-flag
+ * (--reflag), dataset build (--recipe), report (always after a scan or build; --report alone
+ * writes it from the catalogue). Exit status: 0 ok, 1 failure, 2 bad usage.
+ */
+#include "stages/curate/curate.h"
+
+#include "common/args.h"
+#include "common/catalogue.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROOT_FILE "curate.root" /* WORKSPACE/curate.root: the data root of the last scan */
+
+int main(int argc, char **argv) {
+  log_init("curate");
+  char *manifest_path = NULL, *root = NULL, *workspace = NULL, *recipe_path = NULL,
+       *dataset = NULL;
+  int workers = 2, size = 64, width = 0, height = 0, frames = 16, force = 0, reflag = 0,
+      report = 0, no_full_check = 0;
+  double fps = 8.0;
+  arg_opt opts[] = {
+      {"manifest", ARG_STR, &manifest_path, "PATH", "CSV or JSONL manifest of videos and captions"},
+      {"root", ARG_STR, &root, "DIR", "data root the manifest's paths are relative to (default: "
+                                      "the manifest's folder)"},
+      {"workspace", ARG_STR, &workspace, "DIR", "workspace folder (default $TURBO_WORKSPACE or runs/default)"},
+      {"workers", ARG_INT, &workers, "N", "worker processes"},
+      {"fps", ARG_F64, &fps, "F", "target frame rate"},
+      {"size", ARG_INT, &size, "N", "target width and height"},
+      {"width", ARG_INT, &width, "N", "target width (overrides --size)"},
+      {"height", ARG_INT, &height, "N", "target height (overrides --size)"},
+      {"frames", ARG_INT, &frames, "N", "frames per clip"},
+      {"force", ARG_FLAG, &force, NULL, "decode every source again, even unchanged ones"},
+      {"no-full-check", ARG_FLAG, &no_full_check, NULL,
+       "stop decoding a file after the clip's frames (faster; damage later in the file is missed)"},
+      {"reflag", ARG_FLAG, &reflag, NULL, "recompute flaw flags from stored statistics"},
+      {"recipe", ARG_STR, &recipe_path, "FILE", "build a dataset from this recipe"},
+      {"dataset", ARG_STR, &dataset, "NAME", "dataset name (default: the recipe's name)"},
+      {"report", ARG_FLAG, &report, NULL, "write WORKSPACE/reports/curate.html"},
+      {0}};
+  int pos = args_parse(argc, argv, "curate [options]",
+                       "Curates videos into the catalogue and builds tailored datasets.", opts);
+  if (pos < 0) return 2;
+  if (pos < argc) {
+    log_error("unexpected argument '%s' (see --help)", argv[pos]);
+    return 2;
+  }
+  if (!manifest_path && !recipe_path && !report && !reflag) {
+    log_error("nothing to do: give --manifest, --recipe, --reflag or --report (see --help)");
+    return 2;
+  }
+  if (fps <= 0 || frames < 2 || size < 8 || workers < 1) {
+    log_error("--fps must be > 0, --frames >= 2, --size >= 8, --workers >= 1");
+    return 2;
+  }
+  curate_cfg cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.workspace = catalogue_workspace_dir(workspace);
+  cfg.workers = workers;
+  cfg.fps = fps;
+  cfg.width = width > 0 ? width : size;
+  cfg.height = height > 0 ? height : size;
+  cfg.frames = frames;
+  cfg.force = force;
+  cfg.full_check = !no_full_check;
+  cfg.manifest = manifest_path;
+
+  /* The data root: --root, else the manifest's folder, else what the last scan used. */
+  char rootbuf[PATH_MAX], rootfile[PATH_MAX];
+  fs_join(rootfile, sizeof rootfile, cfg.workspace, ROOT_FILE);
+  if (root) {
+    snprintf(rootbuf, sizeof rootbuf, "%s", root);
+  } else if (manifest_path) {
+    fs_dirname(rootbuf, sizeof rootbuf, manifest_path);
+  } else {
+    char *txt;
+    size_t len;
+    rootbuf[0] = 0;
+    if (fs_read_all(rootfile, &txt, &len) == TB_OK) {
+      snprintf(rootbuf, sizeof rootbuf, "%s", txt);
+      free(txt);
+    }
+  }
+  cfg.root = rootbuf;
+  if (!fs_is_dir(cfg.root) && (manifest_path || recipe_path)) {
+    log_error("data root '%s' is not a folder (give --root)", cfg.root);
+    return 2;
+  }
+
+  catalogue *cat = catalogue_open_workspace(cfg.workspace, 0);
+  if (!cat) {
+    log_error("%s", err_get());
+    return 1;
+  }
+  int64_t run = 0;
+  if (catalogue_run_begin(cat, "curate", argc, argv, &run) != TB_OK) {
+    log_error("%s", err_get());
+    catalogue_close(cat);
+    return 1;
+  }
+  cfg.run_id = run;
+  int rc = TB_OK;
+  manifest m;
+  memset(&m, 0, sizeof m);
+  curate_totals tot;
+  memset(&tot, 0, sizeof tot);
+  int scanned = 0;
+  if (manifest_path) {
+    rc = manifest_read(manifest_path, &m);
+    if (rc == TB_OK) {
+      char abs[PATH_MAX];
+      if (realpath(cfg.root, abs)) fs_write_atomic(rootfile, abs, strlen(abs));
+      rc = curate_scan(cat, &cfg, &m, &tot);
+      scanned = 1;
+    }
+  }
+  if (rc == TB_OK && reflag) {
+    int64_t n;
+    rc = curate_reflag(cat, &n);
+    if (rc == TB_OK) log_info("re-flagged %lld clips from stored statistics", (long long)n);
+  }
+  if (rc == TB_OK && recipe_path) {
+    char name[128];
+    rc = curate_dataset_build(cat, &cfg, recipe_path, dataset, name, sizeof name);
+    if (rc == TB_OK && curate_dataset_visuals(cat, &cfg, name) != TB_OK)
+      log_warn("previews of %s: %s", name, err_get());
+  }
+  if (rc == TB_OK && (scanned || recipe_path || report)) {
+    if (curate_report_write(cat, &cfg, scanned ? &m : NULL, scanned ? &tot : NULL) != TB_OK)
+      log_warn("report: %s", err_get());
+  }
+  if (rc != TB_OK) log_error("%s", err_get());
+  catalogue_run_end(cat, run, rc == TB_OK ? CATALOGUE_RUN_OK : CATALOGUE_RUN_FAILED,
+                    rc == TB_OK ? NULL : err_get());
+  catalogue_close(cat);
+  manifest_free(&m);
+  return rc == TB_OK ? 0 : 1;
+}
