@@ -164,6 +164,7 @@ struct catalogue {
   unsigned flags;
   int depth;   /* open catalogue_begin()s */
   int durable; /* the outermost transaction runs with synchronous=FULL */
+  int in_query; /* catalogue_query is preparing: the authorizer applies its limits */
   sqlite3_stmt *st[ST_COUNT];
 };
 
@@ -415,6 +416,9 @@ int catalogue_migrate(catalogue *cat, const char *schema_text, int *from, int *t
   return TB_OK;
 }
 
+static int query_authorizer(void *ctx, int action, const char *a, const char *b, const char *c,
+                            const char *d);
+
 /* ---- open / close ------------------------------------------------------------------------------ */
 
 static int busy_ms(void) {
@@ -453,6 +457,8 @@ catalogue *catalogue_open(const char *path, unsigned flags) {
   }
   sqlite3_extended_result_codes(cat->db, 1);
   sqlite3_busy_timeout(cat->db, busy_ms());
+  /* Installed once: setting an authorizer expires every prepared statement. */
+  sqlite3_set_authorizer(cat->db, query_authorizer, cat);
   if (exec_sql(cat, "PRAGMA foreign_keys = ON") != TB_OK) goto fail;
   if (ro) {
     if (exec_sql(cat, "PRAGMA query_only = ON") != TB_OK) goto fail;
@@ -1506,7 +1512,8 @@ int catalogue_scores_insert(catalogue *cat, int64_t n, const catalogue_score *sc
  * ATTACH/DETACH (they could create files) and transaction control. */
 static int query_authorizer(void *ctx, int action, const char *a, const char *b, const char *c,
                             const char *d) {
-  (void)ctx, (void)a, (void)b, (void)c, (void)d;
+  (void)a, (void)b, (void)c, (void)d;
+  if (!((catalogue *)ctx)->in_query) return SQLITE_OK;
   switch (action) {
   case SQLITE_ATTACH:
   case SQLITE_DETACH:
@@ -1521,9 +1528,9 @@ int catalogue_query(catalogue *cat, const char *sql, int nparams, const char *co
   if (!sql) return err_set("catalogue_query: no SQL");
   sqlite3_stmt *s = NULL;
   const char *tail = NULL;
-  sqlite3_set_authorizer(cat->db, query_authorizer, NULL);
+  cat->in_query = 1;
   int prc = sqlite3_prepare_v2(cat->db, sql, -1, &s, &tail);
-  sqlite3_set_authorizer(cat->db, NULL, NULL);
+  cat->in_query = 0;
   if (prc != SQLITE_OK) return err_set("query: %s", sqlite3_errmsg(cat->db));
   if (!s) return err_set("query: empty SQL");
   while (tail && (isspace((unsigned char)*tail) || *tail == ';')) tail++;

@@ -104,8 +104,8 @@ static int client_send(client *c, msg *req) {
 enum { TRY_REPLY, TRY_TIMEOUT, TRY_FAILED };
 
 /* Waits for the reply with id; heartbeats with that id restart the clock. */
-static int client_wait_reply(client *c, uint64_t id, msg **reply) {
-  double patience = c->o.timeout_s;
+static int client_wait_reply(client *c, uint64_t id, int64_t payload, msg **reply) {
+  double patience = c->o.timeout_s + 2.0 * (double)payload / CLIENT_SLOW_LINK_BPS;
   /* after a heartbeat: wait LIVENESS intervals, but never less than the try timeout */
   double hb_patience = SERVICE_HEARTBEAT_LIVENESS * SERVICE_HEARTBEAT_MS / 1000.0;
   if (hb_patience < patience) hb_patience = patience;
@@ -173,7 +173,7 @@ int client_call(client *c, msg *req, msg **reply) {
       continue;
     }
     msg *m = NULL;
-    int r = client_wait_reply(c, id, &m);
+    int r = client_wait_reply(c, id, msg_payload_bytes(req), &m);
     if (r == TRY_FAILED) {
       if (!c->last_code) c->last_code = MSG_ERR_INTERNAL;
       client_close_socket(c);

@@ -6,7 +6,8 @@
  *   if (client_call(c, req, &rep) != TB_OK) log_error("%s", err_get());
  *   msg_free(rep); msg_free(req); client_free(c);
  *
- * Lazy Pirate: each try sends the request and waits up to timeout_s for the reply; a try that
+ * Lazy Pirate: each try sends the request and waits up to timeout_s (plus the transfer
+ * allowance, CLIENT_SLOW_LINK_BPS) for the reply; a try that
  * times out closes the socket and opens a fresh one (so nothing of the abandoned try can arrive
  * later), then resends, up to `tries` tries. Each try carries a new request id; replies and
  * heartbeats with another id are discarded. While the service works on the request it sends
@@ -29,6 +30,9 @@ extern "C" {
 #define CLIENT_TRIES 3        /* tries before client_call gives up */
 #define CLIENT_BUSY_BACKOFF_S 0.05 /* first wait after an MSG_ERR_BUSY reply; doubles per try */
 #define CLIENT_READY_POLL_S 0.25   /* ping timeout per attempt in client_wait_ready */
+#define CLIENT_SLOW_LINK_BPS 100e6 /* bytes/s: a try also waits 2 x payload / this (request up,
+                                      a reply of like size down) before calling a service silent,
+                                      so big tensors on a busy host are not resent in a loop */
 
 typedef struct client client;
 

@@ -484,6 +484,17 @@ static uint32_t lz_hash(const uint8_t *p) {
          (32 - LZ_HASH_BITS);
 }
 
+/* The zlib trailer: Adler-32 of the uncompressed data, big-endian. */
+static void put_adler32(bitbuf *b, const uint8_t *in, size_t n) {
+  uint32_t a = 1, s2 = 0;
+  for (size_t k = 0; k < n; k++) {
+    a = (a + in[k]) % 65521u;
+    s2 = (s2 + a) % 65521u;
+  }
+  uint32_t adler = (s2 << 16) | a;
+  for (int k = 3; k >= 0; k--) bb_byte(b, (uint8_t)(adler >> (8 * k)));
+}
+
 /* A zlib stream (RFC 1950 around one RFC 1951 block with fixed codes). */
 static void zlib_compress(const uint8_t *in, size_t n, bitbuf *b) {
   bb_byte(b, 0x78);
@@ -536,13 +547,23 @@ static void zlib_compress(const uint8_t *in, size_t n, bitbuf *b) {
   bb_flush(b);
   free(head);
   free(prev);
-  uint32_t a = 1, s2 = 0; /* Adler-32 of the uncompressed data */
-  for (size_t k = 0; k < n; k++) {
-    a = (a + in[k]) % 65521u;
-    s2 = (s2 + a) % 65521u;
-  }
-  uint32_t adler = (s2 << 16) | a;
-  for (int k = 3; k >= 0; k--) bb_byte(b, (uint8_t)(adler >> (8 * k)));
+  put_adler32(b, in, n);
+}
+
+/* A zlib stream of stored (uncompressed) blocks, for data that LZ77 cannot shrink. */
+static void zlib_store(const uint8_t *in, size_t n, bitbuf *b) {
+  bb_byte(b, 0x78);
+  bb_byte(b, 0x01);
+  size_t i = 0;
+  do {
+    size_t k = n - i < 65535 ? n - i : 65535;
+    bb_byte(b, i + k == n ? 1 : 0); /* BFINAL, BTYPE = 00, byte-aligned */
+    bb_byte(b, (uint8_t)k), bb_byte(b, (uint8_t)(k >> 8));
+    bb_byte(b, (uint8_t)~k), bb_byte(b, (uint8_t)(~k >> 8));
+    for (size_t j = 0; j < k; j++) bb_byte(b, in[i + j]);
+    i += k;
+  } while (i < n);
+  put_adler32(b, in, n);
 }
 
 /* ---- PNG -------------------------------------------------------------------------------- */
@@ -601,6 +622,10 @@ int image_encode_png(const image *im, uint8_t **out, size_t *len) {
   png_filter(im, raw);
   bitbuf z = {0};
   zlib_compress(raw, raw_n, &z);
+  if (z.len > raw_n + raw_n / 65535 * 5 + 11) { /* incompressible (noise): stored blocks */
+    z.len = 0;
+    zlib_store(raw, raw_n, &z);
+  }
   free(raw);
   bitbuf b = {0};
   static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};

@@ -302,6 +302,13 @@ static int key_cmp(const void *a, const void *b) {
  * with thousands of tensors stay cheap). */
 static int check_duplicates(parser *p, const json_value *obj) {
   if (obj->count < 2) return TB_OK;
+  if (obj->count <= 8) { /* small objects: pairwise, no allocation */
+    for (size_t i = 1; i < obj->count; i++)
+      for (size_t j = 0; j < i; j++)
+        if (obj->key_lens[i] == obj->key_lens[j] && memcmp(obj->keys[i], obj->keys[j], obj->key_lens[i]) == 0)
+          return err_set("json: duplicate key \"%.200s\" in the object at byte %zu", obj->keys[i], obj->offset);
+    return TB_OK;
+  }
   key_ref *refs = malloc(obj->count * sizeof *refs);
   if (!refs) return err_set("json: out of memory checking keys of the object at byte %zu", obj->offset);
   for (size_t i = 0; i < obj->count; i++) refs[i] = (key_ref){obj->keys[i], obj->key_lens[i]};

@@ -242,8 +242,8 @@ typedef enum {
 /* Receives one multipart message. env (may be NULL, then envelope frames are not expected):
  * when env is given, leading frames up to the first empty frame are taken as the envelope
  * (ROUTER: identities + delimiter; DEALER from a ROUTER: delimiter only, env->n = 0); a
- * message without a delimiter is rejected as INVALID (env->n then 0: the reply cannot be
- * routed, so drop it).
+ * message without a delimiter is rejected as INVALID (on a ROUTER env then holds the one
+ * identity frame, so the error reply still reaches the peer).
  * The frames stay inside the returned msg; tensors are views into them. reg: validate against
  * the registry (NULL: structure only). flags: 0 or ZMQ_DONTWAIT. Oversized messages are
  * drained whole before rejecting them, so the socket stays in step. */

@@ -319,8 +319,8 @@ const char *safetensors_meta_get(const safetensors_file *f, const char *key) {
   return NULL;
 }
 
-/* One element at byte pointer p (possibly unaligned) as a float. */
-static int elem_to_f32(const char *dtype, const uint8_t *p, float *out) {
+/* One element at byte pointer p (possibly unaligned) as a float; k indexes g_st_dtypes. */
+static int elem_to_f32(int k, const uint8_t *p, float *out) {
   union {
     uint8_t b[8];
     uint16_t u16;
@@ -332,21 +332,25 @@ static int elem_to_f32(const char *dtype, const uint8_t *p, float *out) {
     int64_t i64;
     double f64;
   } u;
-  if (!strcmp(dtype, "F32")) memcpy(u.b, p, 4), *out = u.f32;
-  else if (!strcmp(dtype, "BF16")) memcpy(u.b, p, 2), *out = bf16_to_f32(u.u16);
-  else if (!strcmp(dtype, "F16")) memcpy(u.b, p, 2), *out = f16_to_f32(u.u16);
-  else if (!strcmp(dtype, "F64")) memcpy(u.b, p, 8), *out = (float)u.f64;
-  else if (!strcmp(dtype, "U8")) *out = p[0];
-  else if (!strcmp(dtype, "I8")) *out = (int8_t)p[0];
-  else if (!strcmp(dtype, "BOOL")) *out = p[0] ? 1.0f : 0.0f;
-  else if (!strcmp(dtype, "I16")) memcpy(u.b, p, 2), *out = u.i16;
-  else if (!strcmp(dtype, "U16")) memcpy(u.b, p, 2), *out = u.u16;
-  else if (!strcmp(dtype, "I32")) memcpy(u.b, p, 4), *out = (float)u.i32;
-  else if (!strcmp(dtype, "U32")) memcpy(u.b, p, 4), *out = (float)u.u32;
-  else if (!strcmp(dtype, "I64")) memcpy(u.b, p, 8), *out = (float)u.i64;
-  else if (!strcmp(dtype, "U64")) memcpy(u.b, p, 8), *out = (float)u.u64;
-  else return TB_ERR;
-  return TB_OK;
+  const char *n = g_st_dtypes[k].name;
+  memcpy(u.b, p, g_st_dtypes[k].size);
+  switch (n[0]) {
+  case 'B': *out = n[1] == 'O' ? (u.b[0] ? 1.0f : 0.0f) : bf16_to_f32(u.u16); return TB_OK; /* BOOL, BF16 */
+  case 'U':
+    *out = n[1] == '8' ? u.b[0] : n[1] == '1' ? u.u16 : n[1] == '3' ? (float)u.u32 : (float)u.u64;
+    return TB_OK;
+  case 'I':
+    *out = n[1] == '8' ? (int8_t)u.b[0] : n[1] == '1' ? u.i16 : n[1] == '3' ? (float)u.i32 : (float)u.i64;
+    return TB_OK;
+  case 'F':
+    if (!strcmp(n, "F32")) *out = u.f32;
+    else if (!strcmp(n, "F16")) *out = f16_to_f32(u.u16);
+    else if (!strcmp(n, "F64")) *out = (float)u.f64;
+    else return TB_ERR; /* the F8 types */
+    return TB_OK;
+  default:
+    return TB_ERR;
+  }
 }
 
 int safetensors_read_f32(const safetensors_file *f, const char *name, int ndim,
@@ -363,18 +367,19 @@ int safetensors_read_f32(const safetensors_file *f, const char *name, int ndim,
                      shape_str(e->ndim, e->shape, a, sizeof a), shape_str(ndim, shape, b, sizeof b));
     }
   }
+  int k = st_dtype_lookup(e->dtype_name);
   float probe;
   uint8_t zero[8] = {0};
-  if (elem_to_f32(e->dtype_name, zero, &probe))
+  if (k < 0 || elem_to_f32(k, zero, &probe))
     return err_set("tensor \"%s\": cannot convert dtype %s to F32", name, e->dtype_name);
   if (tensor_new_try(out, DTYPE_F32, e->ndim, e->shape)) return err_wrap("tensor \"%s\"", name);
   float *dst = out->data;
   const uint8_t *src = e->data;
-  if (!strcmp(e->dtype_name, "F32")) {
-    memcpy(dst, src, (size_t)e->numel * 4);
-  } else {
-    for (int64_t i = 0; i < e->numel; i++) elem_to_f32(e->dtype_name, src + (size_t)i * e->elem_size, &dst[i]);
-  }
+  if (e->dtype == DTYPE_F32) memcpy(dst, src, (size_t)e->numel * 4);
+  else if (e->dtype == DTYPE_BF16 && e->aligned) convert_bf16_to_f32((const uint16_t *)src, dst, e->numel);
+  else if (e->dtype == DTYPE_F16 && e->aligned) convert_f16_to_f32((const uint16_t *)src, dst, e->numel);
+  else
+    for (int64_t i = 0; i < e->numel; i++) elem_to_f32(k, src + (size_t)i * e->elem_size, &dst[i]);
   return TB_OK;
 }
 

@@ -665,25 +665,39 @@ static int check_field(const schema *sc, const sfield *sf, const msg_field *f, i
   }
 }
 
-/* Index of the first NaN/Inf element of a floating tensor, or -1. */
+/* Index of the first NaN/Inf element of a floating tensor, or -1. Scans in branch-free blocks
+ * (the compiler vectorises them) and looks for the element only in a block that has one. */
+#define SCAN_BLOCK 4096
 static int64_t first_nonfinite(const tensor *t, int *is_nan) {
   int64_t n = tensor_numel(t);
   if (t->dtype == DTYPE_F32) {
     const uint32_t *p = (const uint32_t *)t->data;
-    for (int64_t i = 0; i < n; i++)
-      if ((p[i] & 0x7f800000u) == 0x7f800000u) {
-        *is_nan = (p[i] & 0x007fffffu) != 0;
-        return i;
-      }
+    for (int64_t b = 0; b < n; b += SCAN_BLOCK) {
+      int64_t e = b + SCAN_BLOCK < n ? b + SCAN_BLOCK : n;
+      uint32_t bad = 0;
+      for (int64_t i = b; i < e; i++) bad |= (p[i] & 0x7f800000u) == 0x7f800000u;
+      if (!bad) continue;
+      for (int64_t i = b; i < e; i++)
+        if ((p[i] & 0x7f800000u) == 0x7f800000u) {
+          *is_nan = (p[i] & 0x007fffffu) != 0;
+          return i;
+        }
+    }
   } else if (t->dtype == DTYPE_BF16 || t->dtype == DTYPE_F16) {
     uint16_t em = t->dtype == DTYPE_BF16 ? 0x7f80u : 0x7c00u;
     uint16_t mm = t->dtype == DTYPE_BF16 ? 0x007fu : 0x03ffu;
     const uint16_t *p = (const uint16_t *)t->data;
-    for (int64_t i = 0; i < n; i++)
-      if ((p[i] & em) == em) {
-        *is_nan = (p[i] & mm) != 0;
-        return i;
-      }
+    for (int64_t b = 0; b < n; b += SCAN_BLOCK) {
+      int64_t e = b + SCAN_BLOCK < n ? b + SCAN_BLOCK : n;
+      uint16_t bad = 0;
+      for (int64_t i = b; i < e; i++) bad |= (uint16_t)((p[i] & em) == em);
+      if (!bad) continue;
+      for (int64_t i = b; i < e; i++)
+        if ((p[i] & em) == em) {
+          *is_nan = (p[i] & mm) != 0;
+          return i;
+        }
+    }
   }
   return -1;
 }

@@ -8,10 +8,14 @@
  *   field  note  str    optional maxlen=256
  *   field  ks    ints   optional maxn=8 min=0     (arrays: maxn bounds the element count,
  *                                                  min/max each element)
+ *   field  t     ints   required len=B            (array length must equal tensor dim B)
  *   tensor z     f32    shape=B,4,T,H,W finite   (dims: a number, a name that must agree across
  *   tensor emb   f32,bf16 shape=B,L,D optional    the tensors of one message, or * for any)
  *   limit  payload 512MiB                         (bytes of all tensor frames; K/M/GiB suffixes)
  *   extra  allow                                  (accept undeclared fields; default: reject)
+ *   oneof  text_emb tokens                        (exactly one of these optional fields or
+ *                                                  tensors must be present)
+ *   tensor *     f32,u8 shape=any optional        (any tensor not declared by name)
  *
  * Field types: int float str bool ints floats. Tensor dtypes: f32 bf16 f16 u8 i32 i64 (a
  * comma-separated set). Options: required|optional, min=, max=, finite (float fields and

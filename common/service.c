@@ -27,6 +27,7 @@
 
 #define SERVICE_HANDLERS_MAX 64 /* schemas one service can handle, built-ins included */
 #define SERVICE_RECV_BATCH 64   /* messages read per wake-up before timers are looked at */
+#define SERVICE_REJECT_LOG_PER_S 10 /* rejected requests logged per second; the rest counted */
 
 /* Built-in schemas, added to the registry when it lacks them (schemas/ may carry the same). */
 static const char *k_builtin_schemas[] = {
@@ -54,6 +55,7 @@ typedef struct job {
   msg *reply;
   msg_envelope env;
   uint64_t id;
+  int64_t bytes; /* the request's tensor bytes */
   double t_arrived;
   service_handler_fn fn;
   void *user;
@@ -84,6 +86,10 @@ struct service {
   atomic_int stop;
   atomic_int running_loop;
   atomic_llong served;
+  /* rejection log rate limit: a flood of bad requests must not flood the log */
+  double reject_window_t;
+  int reject_logged;
+  long reject_quiet;
   /* test knobs */
   long crash_after, delay_ms, handler_requests;
   /* job lists (mutex) */
@@ -91,6 +97,7 @@ struct service {
   pthread_cond_t cv;
   job *pending_head, *pending_tail;
   int npending;
+  int64_t pending_bytes; /* tensor bytes of the pending jobs */
   job *running;
   job *done_head, *done_tail;
   int worker_quit;
@@ -107,6 +114,11 @@ static pthread_once_t g_sig_once = PTHREAD_ONCE_INIT;
 static void service_on_signal(int sig) {
   int saved = errno;
   g_sig_caught = sig;
+  /* A second SIGINT/SIGTERM ends the process the default way, even while a handler runs. */
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  sigaction(sig, &dfl, NULL);
   char b = (char)sig;
   ssize_t w = write(g_sig_pipe[1], &b, 1); /* non-blocking: a full pipe already says enough */
   (void)w;
@@ -236,6 +248,7 @@ static void *worker_main(void *arg) {
     s->pending_head = j->next;
     if (!s->pending_head) s->pending_tail = NULL;
     s->npending--;
+    s->pending_bytes -= j->bytes;
     j->next = NULL;
     s->running = j;
     pthread_mutex_unlock(&s->mu);
@@ -291,6 +304,32 @@ static void send_done(service *s) {
   }
 }
 
+/* Removes the queued request with this id: its client is gone (it gave the try up and its
+ * socket closed), so nobody would read the answer. A running request is left to finish. */
+static void drop_pending(service *s, uint64_t id) {
+  pthread_mutex_lock(&s->mu);
+  job *prev = NULL, *j = s->pending_head;
+  while (j && j->id != id) {
+    prev = j;
+    j = j->next;
+  }
+  if (j) {
+    if (prev)
+      prev->next = j->next;
+    else
+      s->pending_head = j->next;
+    if (s->pending_tail == j) s->pending_tail = prev;
+    s->npending--;
+    s->pending_bytes -= j->bytes;
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (!j) return;
+  log_info("%s: dropped queued %s id %llu: its client is gone", s->name, msg_schema(j->req),
+           (unsigned long long)id);
+  msg_free(j->req);
+  free(j);
+}
+
 /* Heartbeats to every client with a queued or running request. */
 static void send_heartbeats(service *s) {
   pthread_mutex_lock(&s->mu);
@@ -314,9 +353,12 @@ static void send_heartbeats(service *s) {
   for (int i = 0; i < k; i++) {
     msg *m = msg_new(SERVICE_SCHEMA_HEARTBEAT, 1, list[i].id);
     msg_set_float(m, "busy_s", now - list[i].t);
-    if (msg_send(m, s->sock, &list[i].env, ZMQ_DONTWAIT) != TB_OK)
+    if (msg_send(m, s->sock, &list[i].env, ZMQ_DONTWAIT) != TB_OK) {
+      int gone = zmq_errno() == EHOSTUNREACH;
       log_debug("%s: heartbeat for id %llu not sent: %s", s->name,
                 (unsigned long long)list[i].id, err_get());
+      if (gone) drop_pending(s, list[i].id);
+    }
     msg_free(m);
   }
   free(list);
@@ -353,12 +395,16 @@ static void dispatch(service *s, msg *m, const msg_envelope *env) {
              s->crash_after);
     raise(SIGKILL);
   }
+  int64_t bytes = msg_payload_bytes(m);
   pthread_mutex_lock(&s->mu);
-  if (s->npending >= s->queue_max) {
+  if (s->npending >= s->queue_max ||
+      (s->npending > 0 && s->pending_bytes + bytes > SERVICE_QUEUE_BYTES_MAX)) {
+    int n = s->npending;
+    long long mb = (long long)(s->pending_bytes >> 20);
     pthread_mutex_unlock(&s->mu);
     char text[256];
-    snprintf(text, sizeof text, "service %s has %d requests waiting; retry later", s->name,
-             s->queue_max);
+    snprintf(text, sizeof text, "service %s has %d requests (%lld MiB) waiting; retry later",
+             s->name, n, mb);
     send_error(s, env, MSG_ERR_BUSY, text, schema, id);
     msg_free(m);
     return;
@@ -367,6 +413,7 @@ static void dispatch(service *s, msg *m, const msg_envelope *env) {
   j->req = m;
   j->env = *env;
   j->id = id;
+  j->bytes = bytes;
   j->t_arrived = time_now();
   j->fn = h->fn;
   j->user = h->user;
@@ -376,8 +423,21 @@ static void dispatch(service *s, msg *m, const msg_envelope *env) {
     s->pending_head = j;
   s->pending_tail = j;
   s->npending++;
+  s->pending_bytes += bytes;
   pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
+}
+
+/* Starts a new one-second window of rejection logs once the last one is over, first saying
+ * how many rejections the last window did not log. */
+static void reject_log_window(service *s) {
+  double now = time_now();
+  if (now - s->reject_window_t < 1.0) return;
+  if (s->reject_quiet > 0)
+    log_warn("%s: … and %ld more rejected requests not logged", s->name, s->reject_quiet);
+  s->reject_window_t = now;
+  s->reject_logged = 0;
+  s->reject_quiet = 0;
 }
 
 /* Reads what the socket holds (up to a batch). TB_ERR only when the socket itself fails. */
@@ -390,7 +450,13 @@ static int receive_batch(service *s) {
     if (st == MSG_RECV_AGAIN) return TB_OK;
     if (st == MSG_RECV_ERR) return err_wrap("%s: receiving", s->name);
     if (st == MSG_RECV_INVALID) {
-      log_warn("%s: rejected a request: %s", s->name, err_get());
+      reject_log_window(s);
+      if (s->reject_logged < SERVICE_REJECT_LOG_PER_S) {
+        s->reject_logged++;
+        log_warn("%s: rejected a request: %s", s->name, err_get());
+      } else {
+        s->reject_quiet++;
+      }
       if (m) {
         if (env.n > 0) send_to(s, m, &env, 0, "error reply");
         msg_free(m);
@@ -577,13 +643,15 @@ static void drain_fd(int fd) {
   }
 }
 
-/* Stops the worker: queued requests get "service stopping", the running one finishes. */
+/* Stops the worker: queued requests get "service stopping"; the running one finishes and its
+ * client keeps getting heartbeats meanwhile, then gets its reply. */
 static void shutdown_worker(service *s) {
   if (!s->worker_started) return;
   pthread_mutex_lock(&s->mu);
   job *p = s->pending_head;
   s->pending_head = s->pending_tail = NULL;
   s->npending = 0;
+  s->pending_bytes = 0;
   s->worker_quit = 1;
   pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
@@ -593,6 +661,26 @@ static void shutdown_worker(service *s) {
     msg_free(p->req);
     free(p);
     p = next;
+  }
+  if (s->sock) {
+    double next_hb = time_now(); /* one heartbeat at once: "still alive, finishing" */
+    int logged = 0;
+    for (;;) {
+      pthread_mutex_lock(&s->mu);
+      int busy = s->running != NULL;
+      pthread_mutex_unlock(&s->mu);
+      if (!busy) break;
+      if (!logged++) log_info("%s: waiting for the running request to finish", s->name);
+      zmq_pollitem_t it = {NULL, s->wake_fd, ZMQ_POLLIN, 0};
+      long timeout = (long)((next_hb - time_now()) * 1000) + 1;
+      zmq_poll(&it, 1, timeout < 0 ? 0 : timeout);
+      if (it.revents & ZMQ_POLLIN) drain_fd(s->wake_fd);
+      send_done(s);
+      if (time_now() >= next_hb) {
+        send_heartbeats(s);
+        next_hb = time_now() + s->heartbeat_ms / 1000.0;
+      }
+    }
   }
   pthread_join(s->worker, NULL);
   s->worker_started = 0;
@@ -630,8 +718,13 @@ int service_run(service *s) {
     }
     if (time_now() >= next_hb) {
       send_heartbeats(s);
+      if (s->reject_quiet > 0) reject_log_window(s);
       next_hb = time_now() + s->heartbeat_ms / 1000.0;
     }
+  }
+  if (s->reject_quiet > 0) {
+    s->reject_window_t = 0;
+    reject_log_window(s);
   }
   if (g_sig_caught)
     log_info("%s: caught signal %d, stopping", s->name, (int)g_sig_caught);

@@ -53,6 +53,9 @@ extern "C" {
 #define SERVICE_HEARTBEAT_LIVENESS 3 /* silent heartbeat intervals before a client gives up; 3-5
                                         is reasonable (fewer: false alarms under load) */
 #define SERVICE_QUEUE_MAX 64         /* requests waiting for the worker; more: MSG_ERR_BUSY */
+#define SERVICE_QUEUE_BYTES_MAX ((int64_t)2 << 30) /* tensor bytes waiting (2 GiB); a request
+                                        that would pass it gets MSG_ERR_BUSY, unless the queue is
+                                        empty (one request of any allowed size is always taken) */
 #define SERVICE_SNDTIMEO_MS 2000     /* a reply that cannot be queued in 2 s (client not reading,
                                         high-water mark reached) is dropped and logged */
 #define SERVICE_HWM 64               /* messages queued per peer, each way; set, never default */
@@ -104,8 +107,9 @@ int service_register(service *s, const char *schema, service_handler_fn fn, void
 
 /* Serves until SIGINT or SIGTERM arrives (caught through a self-pipe, so the poll loop ends
  * cleanly) or service_stop is called. On the way out: queued requests are answered with
- * MSG_ERR_BUSY ("service stopping"), the running handler is allowed to finish and its reply is
- * sent, the socket is closed. Returns TB_OK on such a stop, TB_ERR (err_get()) when the socket
+ * MSG_ERR_BUSY ("service stopping"), the running handler is allowed to finish (its client still
+ * gets heartbeats, then the reply), the socket is closed. A second SIGINT/SIGTERM ends the
+ * process at once (the default action), for a handler that will not finish. Returns TB_OK on such a stop, TB_ERR (err_get()) when the socket
  * fails. */
 int service_run(service *s);
 

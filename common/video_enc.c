@@ -20,6 +20,8 @@ struct video_enc {
   AVFrame *frame;
   AVPacket *pkt;
   struct SwsContext *sws;
+  uint8_t *rgb;         /* padded copy of the input: swscale's vector code reads past row ends */
+  int rgb_stride;
   int width, height;
   int64_t frames;
   char path[PATH_MAX];
@@ -60,6 +62,7 @@ static void enc_free(video_enc *e) {
   av_frame_free(&e->frame);
   av_packet_free(&e->pkt);
   sws_freeContext(e->sws);
+  av_free(e->rgb);
   free(e);
 }
 
@@ -217,6 +220,15 @@ video_enc *video_enc_open(const char *path, int width, int height, int fps,
     enc_free(e);
     return NULL;
   }
+  /* Rows padded to 64 bytes plus a spare row, zero-filled once: what swscale reads beyond the
+   * picture is always zero, so the output is reproducible (and valgrind-clean). */
+  e->rgb_stride = (3 * width + 63) & ~63;
+  e->rgb = av_mallocz((size_t)e->rgb_stride * (height + 1) + 64);
+  if (!e->rgb) {
+    err_set("video_enc_open %s: out of memory", path);
+    enc_free(e);
+    return NULL;
+  }
   const int *coef = sws_getCoefficients(SWS_CS_ITU601);
   sws_setColorspaceDetails(e->sws, coef, 1, coef, 0, 0, 1 << 16, 1 << 16);
   if (!(e->oc->oformat->flags & AVFMT_NOFILE)) {
@@ -256,8 +268,10 @@ int video_enc_write_rgb(video_enc *e, const uint8_t *rgb, int stride) {
   char eb[128];
   int rc = av_frame_make_writable(e->frame);
   if (rc < 0) return err_set("%s: frame not writable: %s", e->path, av_errstr(rc, eb, sizeof eb));
-  const uint8_t *src[1] = {rgb};
-  int src_stride[1] = {stride};
+  for (int y = 0; y < e->height; y++)
+    memcpy(e->rgb + (size_t)e->rgb_stride * y, rgb + (size_t)stride * y, (size_t)3 * e->width);
+  const uint8_t *src[1] = {e->rgb};
+  int src_stride[1] = {e->rgb_stride};
   sws_scale(e->sws, src, src_stride, 0, e->height, e->frame->data, e->frame->linesize);
   e->frame->pts = e->frames++;
   rc = avcodec_send_frame(e->cc, e->frame);

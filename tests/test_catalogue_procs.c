@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/catalogue.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "tests/testutil.h"
 
@@ -70,7 +71,7 @@ static int write_item(catalogue *cat, const char *tag, int64_t i) {
 /* Worker: batches of 1–4 items per transaction, plus autocommit metric writes. Reports the
  * committed item count on fd; exits 1 on any error. */
 static void worker(int k, int fd) {
-  char tag[16], stage[16];
+  char tag[32], stage[32];
   snprintf(tag, sizeof tag, "w%d", k);
   snprintf(stage, sizeof stage, "worker%d", k);
   catalogue *cat = catalogue_open(g_db, 0);
@@ -171,7 +172,7 @@ static void test_concurrent_writers(void) {
   CHECK(cat != NULL);
   if (!cat) return;
   for (int k = 0; k < WORKERS; k++) {
-    char like[16];
+    char like[32];
     snprintf(like, sizeof like, "w%d/%%", k);
     CHECKF(done[k] > 0, "worker %d committed nothing", k);
     int64_t ns = count_where(cat, "SELECT 1 FROM sources WHERE path LIKE ?1", like);
@@ -232,6 +233,9 @@ static pid_t crash_start(const char *tag, int commit) {
   close(fd[0]);
   CHECKF(n == 1, "crash child %s did not reach its kill point", tag);
   kill(p, SIGKILL);
+  /* wait until it is dead but leave it a zombie (not reaped): its pid still exists */
+  siginfo_t si;
+  TB_CHECK(waitid(P_PID, (id_t)p, &si, WEXITED | WNOWAIT) == 0);
   return p;
 }
 
@@ -243,8 +247,14 @@ static void test_crash(void) {
   char wal[1100];
   snprintf(wal, sizeof wal, "%s-wal", g_db);
 
+  int64_t wal0 = fs_size(wal);
   pid_t mid = crash_start("torn", 0);
-  /* still holding nothing: the kernel dropped its locks; it is a zombie until waited for */
+  int64_t wal1 = fs_size(wal);
+  log_info("crash: WAL %lld -> %lld bytes while the killed transaction was open",
+           (long long)wal0, (long long)wal1);
+  CHECKF(wal1 > wal0 + 65536, "the killed transaction did not reach the WAL (%lld -> %lld)",
+         (long long)wal0, (long long)wal1);
+  /* dead, its locks dropped by the kernel, a zombie until waited for */
   pid_t after = crash_start("committed", 1);
   cat = catalogue_open(g_db, 0); /* reaps both runs (zombies count as dead) */
   CHECKF(cat != NULL, "reopen: %s", err_get());

@@ -167,6 +167,11 @@ static void test_large(void) {
   CHECK(v && json_at(json_get(v, "tensor.19999.weight"), 1)->integer == 20000);
   log_info("20000-key object (%zu bytes) parsed in %.1f ms", b.len, dt * 1e3);
   json_free(v);
+  /* The same document with one key repeated far from its twin (the sorted-key path). */
+  b.len -= 1;
+  json_buf_puts(&b, ",\"tensor.77.weight\":0}");
+  v = json_parse(b.data, b.len, NULL);
+  CHECK(v == NULL && strstr(err_get(), "duplicate key \"tensor.77.weight\" in the object at byte 0"));
   json_buf_free(&b);
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/mpack.h"
 #include "common/msg.h"
@@ -634,6 +635,43 @@ static void test_error_msg(void) {
   msg_free(p);
 }
 
+/* The fuzzer's seeds (tests/fuzz/seeds, written by tests/fuzz/make_seeds.c) must be valid
+ * messages, or the fuzzer starts from rejections only. */
+static void test_fuzz_seeds_valid(void) {
+  const char *names[] = {"ping", "pong", "error", "echo_dtypes", "teacher_step", "reward_score",
+                         "reward_reply"};
+  for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+    char path[256], *data = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "tests/fuzz/seeds/%s", names[k]);
+    if (fs_read_all(path, &data, &len) != TB_OK) {
+      CHECKF(0, "%s", err_get());
+      continue;
+    }
+    const void *fr[40];
+    size_t ln[40];
+    int n = (uint8_t)data[0], ok = n >= 1 && n < 40;
+    size_t off = 1;
+    for (int i = 0; ok && i < n; i++) {
+      if (off + 2 > len) { ok = 0; break; }
+      ln[i] = (uint8_t)data[off] | (size_t)(uint8_t)data[off + 1] << 8;
+      off += 2;
+      if (ln[i] > len - off) { ok = 0; break; }
+      /* copy each frame to aligned memory, as a receive would give */
+      void *c = aligned_alloc_zero(ln[i] ? ln[i] : 1);
+      memcpy(c, data + off, ln[i]);
+      fr[i] = c;
+      off += ln[i];
+    }
+    msg *m = NULL;
+    CHECKF(ok && msg_decode_frames(fr, ln, n, g_reg, &m, NULL) == TB_OK, "seed %s: %s", names[k],
+           ok ? err_get() : "bad layout");
+    msg_free(m);
+    for (int i = 0; ok && i < n; i++) aligned_free((void *)fr[i]);
+    free(data);
+  }
+}
+
 int main(void) {
   test_begin("msg");
   if (schema_registry_load("schemas", &g_reg) != TB_OK) {
@@ -648,6 +686,7 @@ int main(void) {
   test_decoder_rejections();
   test_misaligned_frame();
   test_error_msg();
+  test_fuzz_seeds_valid();
   zmq_ctx_term(ctx);
   schema_registry_free(g_reg);
   return test_finish();

@@ -353,6 +353,114 @@ static void fast_tconv_bwd(float *dinp, float *dweight, float *dbias, const floa
   aligned_free(dw);
 }
 
+/* ---- conv3d on the video layout: per output frame, a sum over kt taps of im2col GEMMs ------------ */
+
+// wr (kt, Cout, Cin*k*k) from weight (Cout, Cin, kt, k, k)
+static float *conv3d_weight_by_tap(const float *weight, int Cout, int Cin, int kt, int k) {
+  size_t kk = (size_t)k * k, K = (size_t)Cin * kk;
+  float *wr = aligned_alloc_zero_f32((size_t)kt * Cout * K);
+  for (int co = 0; co < Cout; co++)
+    for (int ci = 0; ci < Cin; ci++)
+      for (int j = 0; j < kt; j++)
+        memcpy(wr + ((size_t)j * Cout + co) * K + ci * kk,
+               weight + (((size_t)co * Cin + ci) * kt + j) * kk, sizeof(float) * kk);
+  return wr;
+}
+
+static void fast_conv3d_fwd(float *out, const float *inp, const float *weight, const float *bias,
+                            int B, int T, int Cin, int H, int W, int Cout, int kt, int k,
+                            int stride_t, int stride, int pad_t, int pad) {
+  int To = conv_out(T, kt, stride_t, pad_t), Ho = conv_out(H, k, stride, pad),
+      Wo = conv_out(W, k, stride, pad);
+  size_t HWo = (size_t)Ho * Wo, K = (size_t)Cin * k * k, frame = (size_t)Cin * H * W;
+  float *wr = conv3d_weight_by_tap(weight, Cout, Cin, kt, k);
+  float *cols = aligned_alloc_zero_f32((size_t)cpu_fast_threads() * K * HWo);
+  WORK_LOOP_BEGIN((int64_t)B * To)
+  int b = (int)(item / To), to = (int)(item % To);
+  float *col = cols + (size_t)tid * K * HWo, *o = out + item * (size_t)Cout * HWo;
+  for (int co = 0; co < Cout; co++)
+    for (size_t i = 0; i < HWo; i++) o[co * HWo + i] = bias ? bias[co] : 0.0f;
+  for (int j = 0; j < kt; j++) {
+    int t = to * stride_t - pad_t + j;
+    if (t < 0 || t >= T) continue;
+    im2col(col, inp + ((size_t)b * T + t) * frame, Cin, H, W, k, stride, pad, Ho, Wo);
+    sgemm(0, 0, Cout, (int)HWo, (int)K, 1.0f, wr + (size_t)j * Cout * K, (int)K, col, (int)HWo,
+          1.0f, o, (int)HWo);
+  }
+  WORK_LOOP_END
+  aligned_free(cols);
+  aligned_free(wr);
+}
+
+static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, int B, int T, int Cin, int H,
+                            int W, int Cout, int kt, int k, int stride_t, int stride, int pad_t,
+                            int pad) {
+  int To = conv_out(T, kt, stride_t, pad_t), Ho = conv_out(H, k, stride, pad),
+      Wo = conv_out(W, k, stride, pad);
+  size_t HWo = (size_t)Ho * Wo, K = (size_t)Cin * k * k, frame = (size_t)Cin * H * W;
+  size_t WN = (size_t)kt * Cout * K;
+  int nt = cpu_fast_threads();
+  float *wr = conv3d_weight_by_tap(weight, Cout, Cin, kt, k);
+  float *cols = aligned_alloc_zero_f32((size_t)nt * K * HWo);
+  if (dinp) { // over input frames: gather every (output frame, tap) that read frame t
+    WORK_LOOP_BEGIN((int64_t)B * T)
+    int b = (int)(item / T), t = (int)(item % T), any = 0;
+    float *dcol = cols + (size_t)tid * K * HWo;
+    for (int j = 0; j < kt; j++) {
+      int num = t + pad_t - j;
+      if (num < 0 || num % stride_t || num / stride_t >= To) continue;
+      int to = num / stride_t;
+      sgemm(1, 0, (int)K, (int)HWo, Cout, 1.0f, wr + (size_t)j * Cout * K, (int)K,
+            dout + ((size_t)b * To + to) * Cout * HWo, (int)HWo, any ? 1.0f : 0.0f, dcol,
+            (int)HWo);
+      any = 1;
+    }
+    if (any) col2im_add(dinp + item * frame, dcol, Cin, H, W, k, stride, pad, Ho, Wo);
+    WORK_LOOP_END
+  }
+  if (dweight) { // over output frames, per-thread partial sums
+    int used_nt = work_threads((int64_t)B * To);
+    float *dw = partials_new(nt, WN);
+    WORK_LOOP_BEGIN((int64_t)B * To)
+    int b = (int)(item / To), to = (int)(item % To);
+    float *col = cols + (size_t)tid * K * HWo;
+    for (int j = 0; j < kt; j++) {
+      int t = to * stride_t - pad_t + j;
+      if (t < 0 || t >= T) continue;
+      im2col(col, inp + ((size_t)b * T + t) * frame, Cin, H, W, k, stride, pad, Ho, Wo);
+      sgemm(0, 1, Cout, (int)K, (int)HWo, 1.0f, dout + item * (size_t)Cout * HWo, (int)HWo, col,
+            (int)HWo, 1.0f, dw + (size_t)tid * WN + (size_t)j * Cout * K, (int)K);
+    }
+    WORK_LOOP_END
+    size_t kk = (size_t)k * k;
+#pragma omp parallel for schedule(static)
+    for (int co = 0; co < Cout; co++)
+      for (int ci = 0; ci < Cin; ci++)
+        for (int j = 0; j < kt; j++)
+          for (size_t e = 0; e < kk; e++) {
+            float s = 0.0f;
+            for (int th = 0; th < used_nt; th++)
+              s += dw[(size_t)th * WN + ((size_t)j * Cout + co) * K + ci * kk + e];
+            dweight[(((size_t)co * Cin + ci) * kt + j) * kk + e] += s;
+          }
+    aligned_free(dw);
+  }
+  if (dbias) {
+#pragma omp parallel for schedule(static)
+    for (int co = 0; co < Cout; co++) {
+      double s = 0.0;
+      for (int64_t bt = 0; bt < (int64_t)B * To; bt++) {
+        const float *g = dout + ((size_t)bt * Cout + co) * HWo;
+        for (size_t i = 0; i < HWo; i++) s += g[i];
+      }
+      dbias[co] += (float)s;
+    }
+  }
+  aligned_free(cols);
+  aligned_free(wr);
+}
+
 /* ---- normalisation ----------------------------------------------------------------------------- */
 
 static void fast_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp,
@@ -471,9 +579,55 @@ static void fast_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, 
                           x * 0.39894228f * expf(-0.5f * x * x));
   }
 }
+/* exp(x) for x <= 0 (softmax arguments after the max is subtracted), vectorisable: 2^(x log2 e)
+ * split into 2^n (exponent bits) times 2^f, f in [-1/2, 1/2], by a degree-7 Taylor polynomial;
+ * relative error below 1e-7 (checked against expf in test_ops through the reference). Arguments
+ * below -87 flush to 0 (expf would give a denormal that the row sum cannot notice). */
+#pragma omp declare simd
+static inline float exp_nonpos(float x) {
+  if (x < -87.0f) return 0.0f;
+  float t = x * 1.4426950408889634f;
+  float r = (t + 12582912.0f) - 12582912.0f; // round to nearest integer (|t| < 2^22)
+  float f = (t - r) * 0.6931471805599453f;   // 2^(t-r) = e^f
+  float p = 1.0f + f * (1.0f + f * (0.5f + f * (1.0f / 6 + f * (1.0f / 24 + f * (1.0f / 120 +
+            f * (1.0f / 720 + f * (1.0f / 5040)))))));
+  union { float f; int32_t i; } u = {p};
+  u.i += (int32_t)r << 23; // times 2^r
+  return u.f;
+}
+
+/* Softmax of one row in place with a mask (add, keep may be NULL): one expf per element (the
+ * reference computes exp twice in double; this is the step that bounds attention's forward).
+ * An all-masked row becomes zeros. */
+static void fast_softmax_row(float *p, const float *add, const uint8_t *keep, int n) {
+  float mx = -INFINITY;
+  for (int j = 0; j < n; j++) {
+    float s = p[j] + (add ? add[j] : 0.0f);
+    if (keep && !keep[j]) s = -INFINITY;
+    p[j] = s;
+    mx = s > mx ? s : mx;
+  }
+  if (mx == -INFINITY) {
+    memset(p, 0, sizeof(float) * n);
+    return;
+  }
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int j = 0; j < n; j++) {
+    float e = exp_nonpos(p[j] - mx);
+    p[j] = e;
+    sum += e;
+  }
+  float inv = 1.0f / sum;
+  for (int j = 0; j < n; j++) p[j] *= inv;
+}
+
 static void fast_softmax_fwd(float *out, const float *inp, int N, int C) {
 #pragma omp parallel for schedule(static) if ((int64_t)N * C > 16384)
-  for (int n = 0; n < N; n++) cpu_softmax_row(out + (size_t)n * C, inp + (size_t)n * C, C);
+  for (int n = 0; n < N; n++) {
+    if (out != inp) memcpy(out + (size_t)n * C, inp + (size_t)n * C, sizeof(float) * C);
+    fast_softmax_row(out + (size_t)n * C, NULL, NULL, C);
+  }
 }
 static void fast_softmax_bwd(float *dinp, const float *dout, const float *out, int N, int C) {
 #pragma omp parallel for schedule(static) if ((int64_t)N * C > 16384)
@@ -540,9 +694,9 @@ static void fast_attention_fwd(float *out, float *probs, const float *q, const f
         P, Nk);
   size_t moff = mask ? (size_t)(mask->mb == 1 ? 0 : b) * Nq * Nk : 0;
   for (int i = 0; i < Nq; i++)
-    cpu_attn_probs_row(P + (size_t)i * Nk, P + (size_t)i * Nk,
-                       mask && mask->add ? mask->add + moff + (size_t)i * Nk : NULL,
-                       mask && mask->keep ? mask->keep + moff + (size_t)i * Nk : NULL, Nk);
+    fast_softmax_row(P + (size_t)i * Nk,
+                     mask && mask->add ? mask->add + moff + (size_t)i * Nk : NULL,
+                     mask && mask->keep ? mask->keep + moff + (size_t)i * Nk : NULL, Nk);
   sgemm(0, 0, Nq, D, Nk, 1.0f, P, Nk, v + item * (size_t)Nk * D, D, 0.0f,
         out + item * (size_t)Nq * D, D);
   WORK_LOOP_END
@@ -627,8 +781,8 @@ const ops_backend ops_cpu_fast_table = {
     .conv2d_bwd = fast_conv2d_bwd,
     .tconv_fwd = fast_tconv_fwd,
     .tconv_bwd = fast_tconv_bwd,
-    .conv3d_fwd = ref_conv3d_fwd,
-    .conv3d_bwd = ref_conv3d_bwd,
+    .conv3d_fwd = fast_conv3d_fwd,
+    .conv3d_bwd = fast_conv3d_bwd,
     .groupnorm_fwd = fast_groupnorm_fwd,
     .groupnorm_bwd = fast_groupnorm_bwd,
     .layernorm_fwd = fast_layernorm_fwd,

@@ -141,7 +141,8 @@ static void table_print(table *t) {
 }
 
 static void table_free(table *t) {
-  for (int64_t i = 0; i < t->rows * t->ncol; i++) free(t->cells[i]);
+  if (t->cells) /* CSV rows were streamed, not kept */
+    for (int64_t i = 0; i < t->rows * t->ncol; i++) free(t->cells[i]);
   for (int i = 0; i < t->ncol; i++) free(t->names[i]);
   free(t->cells);
   free(t->names);

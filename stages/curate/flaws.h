@@ -2,8 +2,12 @@
  *
  * They read nothing but the statistics, so they work the same on any corpus. Each detector adds
  * a 0/1 statistic to the clip:
- *   flaw_static     the caption names motion (caption_motion = 1) but nothing moves:
- *                   motion_extent < FLAW_STATIC_EXTENT and flow_mean < FLAW_STATIC_FLOW
+ *   flaw_static     the caption names motion (caption_motion = 1), not only motion that
+ *                   follows the camera's pan (caption_pan_follow = 0: such a subject stands
+ *                   still on screen), but nothing moves: static_score and static_score_full
+ *                   (crop and full frame) < FLAW_STATIC_SCORE + FLAW_STATIC_NOISE_K * noise +
+ *                   FLAW_STATIC_FLICKER_K * flicker, and flow_mean < FLAW_STATIC_FLOW unless
+ *                   the clip is too noisy for flow or has a cut
  *   flaw_flicker    flicker > FLAW_FLICKER (mean |log| gain between consecutive frames)
  *   flaw_watermark  watermark > FLAW_WATERMARK (persistent corner structure)
  *   flaw_lowq       noise > FLAW_NOISE or edge_width > FLAW_EDGE_WIDTH (heavy noise or blur)
@@ -21,14 +25,17 @@
 extern "C" {
 #endif
 
-#define FLAW_STATIC_EXTENT 1.0   /* 0..255 luma: mean block change vs the first frame */
-#define FLAW_STATIC_FLOW 0.15    /* pixels per frame */
-#define FLAW_FLICKER 0.04        /* mean |log gain|: about 4% brightness change per frame */
-#define FLAW_WATERMARK 0.12      /* excess density of persistent edges in one corner */
-#define FLAW_NOISE 6.0           /* noise sigma, 0..255 */
-#define FLAW_EDGE_WIDTH 1.6      /* pixels at the source resolution */
-#define FLAW_CUT_HIST 0.25       /* histogram jump above the clip's median, 0..1 */
-#define FLAW_CUT_BLOCK 30.0      /* block-mean jump above the median, 0..255 */
+#define FLAW_STATIC_SCORE 6.0   /* 0..255: largest 4x4-block change over 4 frames (median) */
+#define FLAW_STATIC_NOISE_K 1.5 /* the block threshold grows by this times the noise sigma */
+#define FLAW_STATIC_FLICKER_K 40.0 /* … and by this times the flicker */
+#define FLAW_STATIC_FLOW 0.3    /* pixels per frame */
+#define FLAW_STATIC_EXTENT 1.0  /* (report only) */
+#define FLAW_FLICKER 0.05        /* median |log gain|: 5% brightness change per frame */
+#define FLAW_WATERMARK 0.03      /* excess density of thin dark strokes in one corner */
+#define FLAW_NOISE 5.0           /* noise sigma, 0..255 */
+#define FLAW_EDGE_WIDTH 0.9      /* sqrt(sum g^2 / sum L^2) on the strongest edges, source pixels */
+#define FLAW_CUT_HIST 0.2        /* histogram jump above the clip's median, 0..1 */
+#define FLAW_CUT_BLOCK 5.0       /* block-mean jump above the median, 0..255 */
 
 /* Names of the flags, NULL-terminated: "flaw_static", …, "flaw_cut" (not flaw_any). */
 extern const char *const flaw_names[];

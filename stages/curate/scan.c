@@ -112,8 +112,8 @@ static int update_caption(catalogue *cat, int64_t source_id, const char *caption
   for (int64_t i = 0; i < n && rc == TB_OK; i++) {
     clip_stats all;
     memset(&all, 0, sizeof all);
-    const char *names[] = {"motion_extent", "flow_mean", "flicker", "watermark", "noise",
-                           "edge_width", "cut_hist", "cut_block"};
+    const char *names[] = {"motion_extent", "static_score", "static_score_full", "flow_mean", "flicker", "watermark",
+                           "noise", "edge_width", "cut_hist", "cut_block"};
     for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
       double v;
       if (catalogue_stat_get(cat, ids[i], names[k], &v) == 1) clip_stats_set(&all, names[k], v);
@@ -238,6 +238,23 @@ static int scan_row(catalogue *cat, const curate_cfg *cfg, const manifest_row *r
     snprintf(reason, sizeof reason, "too short: %.2f s gives %d of %d frames at %g fps",
              fr.info.duration, fr.n, cfg->frames, cfg->fps);
 
+  /* Statistics before taking the write lock: other workers keep committing meanwhile. */
+  clip_stats cs;
+  memset(&cs, 0, sizeof cs);
+  if (fr.n >= 2) {
+    clip_stats_video(&fr, &cs);
+    clip_stats_set(&cs, "analysis_frames", fr.n);
+    clip_stats_set(&cs, "frames", clip_frames);
+    clip_stats_caption(row->caption, &cs);
+    flaws_detect(&cs);
+    clip_stats_set(&cs, "src_width", fr.info.width);
+    clip_stats_set(&cs, "src_height", fr.info.height);
+    clip_stats_set(&cs, "src_fps", fr.info.fps);
+    clip_stats_set(&cs, "src_duration", fr.info.duration);
+    clip_stats_set(&cs, "decode_errors", fr.decode_errors);
+    clip_stats_set(&cs, "target_frames", cfg->frames);
+    clip_stats_set(&cs, "usable", reason[0] ? 0 : 1);
+  }
   int rc = catalogue_begin(cat);
   int64_t sid = 0, cid = 0;
   int changed = 0;
@@ -257,20 +274,6 @@ static int scan_row(catalogue *cat, const curate_cfg *cfg, const manifest_row *r
     c.frames = clip_frames;
     rc = catalogue_clip_insert(cat, &c, &cid);
     if (rc == TB_OK) {
-      clip_stats cs;
-      memset(&cs, 0, sizeof cs);
-      clip_stats_video(&fr, &cs);
-      clip_stats_set(&cs, "analysis_frames", fr.n);
-      clip_stats_set(&cs, "frames", clip_frames);
-      clip_stats_caption(row->caption, &cs);
-      flaws_detect(&cs);
-      clip_stats_set(&cs, "src_width", fr.info.width);
-      clip_stats_set(&cs, "src_height", fr.info.height);
-      clip_stats_set(&cs, "src_fps", fr.info.fps);
-      clip_stats_set(&cs, "src_duration", fr.info.duration);
-      clip_stats_set(&cs, "decode_errors", fr.decode_errors);
-      clip_stats_set(&cs, "target_frames", cfg->frames);
-      clip_stats_set(&cs, "usable", reason[0] ? 0 : 1);
       const char *nm[CLIP_STATS_MAX];
       for (int k = 0; k < cs.n; k++) nm[k] = cs.name[k];
       rc = catalogue_stats_set(cat, cid, cs.n, nm, cs.value);
@@ -428,8 +431,9 @@ int curate_reflag(catalogue *cat, int64_t *nclips) {
   double *vals = NULL;
   *nclips = 0;
   if (catalogue_stat_all(cat, "usable", &ids, &vals, &n) != TB_OK) return TB_ERR;
-  const char *names[] = {"caption_motion", "motion_extent", "flow_mean", "flicker", "watermark",
-                         "noise", "edge_width", "cut_hist", "cut_block"};
+  const char *names[] = {"caption_motion", "caption_pan_follow", "motion_extent", "static_score", "static_score_full",
+                         "flow_mean", "flicker", "watermark", "noise", "edge_width", "cut_hist",
+                         "cut_block"};
   int rc = catalogue_begin(cat);
   for (int64_t i = 0; i < n && rc == TB_OK; i++) {
     clip_stats cs;
@@ -438,8 +442,6 @@ int curate_reflag(catalogue *cat, int64_t *nclips) {
       double v;
       if (catalogue_stat_get(cat, ids[i], names[k], &v) == 1) clip_stats_set(&cs, names[k], v);
     }
-    clip_stats fl;
-    memset(&fl, 0, sizeof fl);
     flaws_detect(&cs);
     const char *nm[8];
     double v[8];

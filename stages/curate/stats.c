@@ -11,7 +11,7 @@
  *   motion_mag      = flow_mean
  *   flow_dir        direction of the mean flow of moving blocks (degrees; -1 when none move)
  *   flow_coherence  |mean v| / mean |v| over moving blocks (1 = everything moves one way)
- *   flicker         mean |log g_t|, g_t the global brightness gain between consecutive frames,
+ *   flicker         median |log g_t|, g_t the global brightness gain between consecutive frames,
  *                   estimated as the median per-pixel ratio (so moving parts do not count)
  *   flicker_max     max |log g_t|
  *   cut_hist        max minus median of the colour-histogram L1 distance between consecutive
@@ -184,10 +184,15 @@ static double frame_noise(const uint8_t *L, int W, int H) {
   return med / (0.6745 * 6.0);
 }
 
-/* Edge statistics of one frame: accumulates sum g^2 and sum L^2 over strong-edge pixels and
- * the Laplacian's moments over all pixels. */
-static void frame_edges(const uint8_t *L, int W, int H, double gthr, double *sg2, double *sl2,
-                        double *lsum, double *lsum2, int64_t *ln) {
+/* Edge statistics of one frame: over the pixels whose gradient is at least half the frame's
+ * 99th-percentile gradient (the strongest edges, whatever the contrast), accumulates sum g^2
+ * and sum L^2; and the Laplacian's moments over all pixels. */
+static void frame_edges(const uint8_t *L, int W, int H, double *sg2, double *sl2, double *lsum,
+                        double *lsum2, int64_t *ln) {
+  enum { NB = 1024 }; /* gradient histogram, 0.25-level bins up to 256 */
+  static _Thread_local int hist[NB];
+  memset(hist, 0, sizeof hist);
+  int n = 0;
   for (int y = 1; y < H - 1; y++)
     for (int x = 1; x < W - 1; x++) {
       const uint8_t *p = L + (size_t)y * W + x;
@@ -196,8 +201,29 @@ static void frame_edges(const uint8_t *L, int W, int H, double gthr, double *sg2
       *lsum += lap;
       *lsum2 += lap * lap;
       (*ln)++;
+      int b = (int)(sqrt(gx * gx + gy * gy) * 4.0);
+      hist[b < NB ? b : NB - 1]++;
+      n++;
+    }
+  if (n == 0) return;
+  int want = n - n / 100, acc = 0, b99 = 0;
+  for (int i = 0; i < NB; i++) {
+    acc += hist[i];
+    if (acc >= want) {
+      b99 = i;
+      break;
+    }
+  }
+  double ghi = b99 / 4.0;
+  if (ghi < 4.0) return; /* no edges worth the name */
+  double thr2 = 0.25 * ghi * ghi;
+  for (int y = 1; y < H - 1; y++)
+    for (int x = 1; x < W - 1; x++) {
+      const uint8_t *p = L + (size_t)y * W + x;
+      double gx = 0.5 * (p[1] - p[-1]), gy = 0.5 * (p[W] - p[-W]);
       double g2 = gx * gx + gy * gy;
-      if (g2 > gthr * gthr) {
+      if (g2 >= thr2) {
+        double lap = (double)p[1] + p[-1] + p[W] + p[-W] - 4.0 * p[0];
         *sg2 += g2;
         *sl2 += lap * lap;
       }
@@ -245,6 +271,63 @@ static double wm_score(const float *M, const float *D, int W, int H, double *wm_
   return best;
 }
 
+/* Thin dark strokes: a pixel darker by more than `t` than both neighbours at distance 1 or 2
+ * along x or along y (a valley 1-2 pixels wide). Text-like marks are made of such strokes;
+ * anti-aliased shapes, flat backgrounds and checkerboards have none. */
+static int is_valley(const float *M, int W, int H, int x, int y, float t) {
+  float c = M[(size_t)y * W + x];
+  for (int d = 1; d <= 2; d++) {
+    if (x - d >= 0 && x + d < W) {
+      float a = M[(size_t)y * W + x - d], b = M[(size_t)y * W + x + d];
+      float in = d == 2 ? fmaxf(c, fmaxf(M[(size_t)y * W + x - 1], M[(size_t)y * W + x + 1])) : c;
+      if (d == 2) in = fminf(in, fmaxf(c, M[(size_t)y * W + x + 1]));
+      if (fminf(a, b) - in > t) return 1;
+    }
+    if (y - d >= 0 && y + d < H) {
+      float a = M[(size_t)(y - d) * W + x], b = M[(size_t)(y + d) * W + x];
+      float in = d == 2 ? fminf(fmaxf(c, M[(size_t)(y - 1) * W + x]), fmaxf(c, M[(size_t)(y + 1) * W + x])) : c;
+      if (fminf(a, b) - in > t) return 1;
+    }
+  }
+  return 0;
+}
+
+/* Density of valley pixels of the temporal median in the most marked corner region
+ * (0.45 W x 0.35 H) minus their density in the rest of the frame. */
+static double wm_valleys(const float *M, int W, int H, double *corner_out) {
+  int cw = (int)(0.45 * W), ch = (int)(0.35 * H);
+  double best = 0;
+  int bestc = -1;
+  int64_t tot = 0, totn = 0;
+  int cnt[4] = {0}, cntn[4] = {0};
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++) {
+      int v = is_valley(M, W, H, x, y, 12.f);
+      int c = -1;
+      if (y < ch && x < cw) c = 0;
+      else if (y < ch && x >= W - cw) c = 1;
+      else if (y >= H - ch && x < cw) c = 2;
+      else if (y >= H - ch && x >= W - cw) c = 3;
+      if (c >= 0) {
+        cnt[c] += v;
+        cntn[c]++;
+      } else {
+        tot += v;
+        totn++;
+      }
+    }
+  double rest = totn ? (double)tot / totn : 0;
+  for (int c = 0; c < 4; c++) {
+    double d = cntn[c] ? (double)cnt[c] / cntn[c] - rest : 0;
+    if (d > best) {
+      best = d;
+      bestc = c;
+    }
+  }
+  *corner_out = bestc;
+  return best;
+}
+
 void clip_stats_video(const video_frames *f, clip_stats *out) {
   const int T = f->n, W = f->w, H = f->h, N = W * H;
   clip_stats_set(out, "frames", T);
@@ -267,6 +350,7 @@ void clip_stats_video(const video_frames *f, clip_stats *out) {
   float *ratio = xmalloc(sizeof(float) * N);
   double *G = xmalloc(sizeof(double) * T);
   double flick = 0, flick_max = 0, mad = 0;
+  float *lgs = xmalloc(sizeof(float) * (T > 1 ? T : 1));
   G[0] = 1.0;
   for (int t = 1; t < T; t++) {
     const float *a = Y + (size_t)(t - 1) * N, *b = Y + (size_t)t * N;
@@ -280,12 +364,16 @@ void clip_stats_video(const video_frames *f, clip_stats *out) {
     }
     double g = n >= N / 20 ? median_f(ratio, n) : (sb + 1.0) / (sa + 1.0);
     double lg = fabs(log(g));
+    lgs[t - 1] = (float)lg;
     flick += lg;
     if (lg > flick_max) flick_max = lg;
     G[t] = G[t - 1] * g;
   }
   clip_stats_set(out, "motion_mad", T > 1 ? mad / ((double)(T - 1) * N) : 0);
-  clip_stats_set(out, "flicker", T > 1 ? flick / (T - 1) : 0);
+  /* The median ignores the one jump a shot cut makes. */
+  clip_stats_set(out, "flicker", T > 1 ? median_f(lgs, T - 1) : 0);
+  clip_stats_set(out, "flicker_mean", T > 1 ? flick / (T - 1) : 0);
+  free(lgs);
   clip_stats_set(out, "flicker_max", flick_max);
   float *C = xmalloc(sizeof(float) * (size_t)T * N);
   for (int t = 0; t < T; t++)
@@ -311,6 +399,35 @@ void clip_stats_video(const video_frames *f, clip_stats *out) {
     dblk[t - 1] = (float)(d / NB);
   }
   clip_stats_set(out, "motion_extent", extent);
+
+  /* static_score: for pairs k = 4 frames apart, the largest change of a 4x4 block mean in any
+   * colour channel (gain-compensated), then the median over pairs. A still shot stays near the
+   * compression noise; anything that moves a visible edge by a pixel or two over half a second
+   * changes some block strongly; the median ignores a shot cut. */
+  {
+    int k = T > 4 ? 4 : T - 1;
+    int np = T - k;
+    float *mx = xmalloc(sizeof(float) * (np > 0 ? np : 1));
+    float *cb = xcalloc((size_t)2 * 3 * (NB > 0 ? NB : 1), sizeof(float));
+    for (int t = k; t < T && NB > 0; t++) {
+      float m = 0;
+      for (int pass = 0; pass < 2; pass++) {
+        int tt = pass ? t - k : t;
+        float *dst = cb + (size_t)pass * 3 * NB;
+        memset(dst, 0, sizeof(float) * 3 * NB);
+        const uint8_t *px = f->rgb + (size_t)tt * N * 3;
+        float inv = (float)(1.0 / G[tt]) / 16.f;
+        for (int y = 0; y < BH * 4; y++)
+          for (int x = 0; x < BW * 4; x++)
+            for (int c = 0; c < 3; c++) dst[c * NB + (y / 4) * BW + x / 4] += px[(y * W + x) * 3 + c] * inv;
+      }
+      for (int i = 0; i < 3 * NB; i++) m = fmaxf(m, fabsf(cb[i] - cb[3 * NB + i]));
+      mx[t - k] = m;
+    }
+    clip_stats_set(out, "static_score", np > 0 && NB > 0 ? median_f(mx, np) : 0);
+    free(mx);
+    free(cb);
+  }
 
   /* Flow. */
   flow_acc acc;
@@ -382,7 +499,7 @@ void clip_stats_video(const video_frames *f, clip_stats *out) {
   free(dblk);
   free(Bm);
   free(C);
-  free(G);
+  double *Gk = G; /* gains, used again for the native-resolution static test */
   free(ratio);
   free(Y);
 
@@ -395,10 +512,10 @@ void clip_stats_video(const video_frames *f, clip_stats *out) {
     clip_stats_set(out, "noise", noise);
     double sg2 = 0, sl2 = 0, ls = 0, ls2 = 0;
     int64_t ln = 0;
-    double gthr = fmax(12.0, 4.0 * noise);
     for (int t = 0; t < T; t++)
-      frame_edges(f->luma + (size_t)t * LN, LW, LH, gthr, &sg2, &sl2, &ls, &ls2, &ln);
-    clip_stats_set(out, "edge_width", sl2 > 0 ? sqrt(sg2 / sl2) : 0);
+      frame_edges(f->luma + (size_t)t * LN, LW, LH, &sg2, &sl2, &ls, &ls2, &ln);
+    /* No frame with a clear edge at all: as blurred as it gets (reported as 10 pixels). */
+    clip_stats_set(out, "edge_width", sl2 > 0 ? sqrt(sg2 / sl2) : 10.0);
     double lm = ln ? ls / ln : 0;
     clip_stats_set(out, "sharpness", ln ? ls2 / ln - lm * lm : 0);
     /* Temporal median and mean absolute deviation per pixel. */
@@ -412,13 +529,40 @@ void clip_stats_video(const video_frames *f, clip_stats *out) {
       M[i] = med;
       D[i] = (float)(dev / T);
     }
+    /* The static test again on the full native frame (what the centre crop cut off moves too). */
+    {
+      int k = T > 4 ? 4 : T - 1, np = T - k;
+      int bw = LW / 4, bh = LH / 4, nb = bw * bh;
+      float *mx = xmalloc(sizeof(float) * (np > 0 ? np : 1));
+      float *b0 = xcalloc((size_t)(nb > 0 ? nb : 1), sizeof(float)), *b1 = xcalloc((size_t)(nb > 0 ? nb : 1), sizeof(float));
+      for (int t = k; t < T && nb > 0; t++) {
+        memset(b0, 0, sizeof(float) * nb);
+        memset(b1, 0, sizeof(float) * nb);
+        const uint8_t *L0 = f->luma + (size_t)t * LN, *L1 = f->luma + (size_t)(t - k) * LN;
+        float i0 = (float)(1.0 / Gk[t]) / 16.f, i1 = (float)(1.0 / Gk[t - k]) / 16.f;
+        for (int y = 0; y < bh * 4; y++)
+          for (int x = 0; x < bw * 4; x++) {
+            b0[(y / 4) * bw + x / 4] += L0[(size_t)y * LW + x] * i0;
+            b1[(y / 4) * bw + x / 4] += L1[(size_t)y * LW + x] * i1;
+          }
+        float m = 0;
+        for (int i = 0; i < nb; i++) m = fmaxf(m, fabsf(b0[i] - b1[i]));
+        mx[t - k] = m;
+      }
+      clip_stats_set(out, "static_score_full", np > 0 && nb > 0 ? median_f(mx, np) : 0);
+      free(mx);
+      free(b0);
+      free(b1);
+    }
     double corner = -1;
-    clip_stats_set(out, "watermark", wm_score(M, D, LW, LH, &corner));
+    clip_stats_set(out, "watermark_edges", wm_score(M, D, LW, LH, &corner));
+    clip_stats_set(out, "watermark", wm_valleys(M, LW, LH, &corner));
     clip_stats_set(out, "watermark_corner", corner);
     free(col);
     free(M);
     free(D);
   }
+  free(Gk);
 }
 
 /* ---- captions -------------------------------------------------------------------------- */
@@ -445,7 +589,8 @@ static int word_in(const char *w, const char **list) {
 }
 
 void clip_stats_caption(const char *caption, clip_stats *out) {
-  int words = 0, distinct = 0, motion = 0, still = 0;
+  int words = 0, distinct = 0, motion = 0, still = 0, pan = 0, after_pan = 0;
+  unsigned dirs = 0, pan_dirs = 0; /* bit 0 left, 1 right, 2 up, 3 down */
   char seen[128][24], prev[2][24];
   int nseen = 0, nprev = 0;
   const char *p = caption ? caption : "";
@@ -481,6 +626,21 @@ void clip_stats_caption(const char *caption, clip_stats *out) {
       else motion = 1;
     }
     if (word_in(w, k_still_words)) still = 1;
+    int is_pan = !strcmp(w, "pan") || !strcmp(w, "pans") || !strcmp(w, "panning");
+    if (is_pan || !strcmp(w, "camera")) pan = 1;
+    unsigned d = 0;
+    if (!strncmp(w, "left", 4) || !strcmp(w, "westward")) d = 1;
+    else if (!strncmp(w, "right", 5) || !strcmp(w, "eastward")) d = 2;
+    else if (!strncmp(w, "up", 2) && (w[2] == 0 || !strncmp(w + 2, "ward", 4))) d = 4;
+    else if (!strncmp(w, "down", 4) || !strcmp(w, "bottom")) d = 8;
+    else if (!strcmp(w, "top")) d = 4;
+    /* A direction within five words after "pan" is the camera's; others describe objects. */
+    if (is_pan) after_pan = 6;
+    if (d) {
+      if (after_pan > 0) pan_dirs |= d;
+      else dirs |= d;
+    }
+    if (after_pan > 0) after_pan--;
     memcpy(prev[nprev % 2], w, sizeof w);
     nprev++;
   }
@@ -488,4 +648,7 @@ void clip_stats_caption(const char *caption, clip_stats *out) {
   clip_stats_set(out, "caption_distinct", distinct);
   clip_stats_set(out, "caption_motion", motion);
   clip_stats_set(out, "caption_still", still);
+  clip_stats_set(out, "caption_pan", pan);
+  /* The caption says something moves the way the camera pans: on screen it may stand still. */
+  clip_stats_set(out, "caption_pan_follow", (dirs & pan_dirs) ? 1 : 0);
 }

@@ -183,7 +183,7 @@ void synth_truth_line(json_buf *b, const clip_plan *p, const clip_plan *plans, i
   char rel[64];
   synth_clip_relpath(p->index, rel, sizeof rel);
   json_buf_printf(b, "{\"videoid\":%d,\"path\":\"%s\",\"fps\":%d,\"width\":%d,\"height\":%d,"
-                     "\"frames\":%d,\"duration\":%.6g,",
+                     "\"frames\":%d,\"duration\":%.6f,",
                   p->index, rel, p->fps, p->width, p->height, p->frames, p->duration);
   if (bytes >= 0) json_buf_printf(b, "\"bytes\":%lld,", (long long)bytes);
   json_buf_puts(b, "\"scene\":");

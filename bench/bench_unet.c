@@ -1,0 +1,86 @@
+/* Whole-UNet forward + backward throughput at the default size (16 frames of 16×16×4 latents,
+ * unet_config_default, 8 text tokens), FLOPs counted analytically per op (backward = 2×
+ * forward), beside cblas_sgemm GFLOP/s measured in the same run, on 1 and 2 threads.
+ *   build-h6/bench/bench_unet [iterations]      (TURBO_BENCH_THREADS="1 2" to choose) */
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "kernels/nn.h"
+#include "tests/testutil.h"
+
+static double sgemm_gflops(int n_threads) {
+  /* the shape of a 3×3 conv over 16 frames at 16×16 with 64 channels: (64, 576)·(576, 4096) */
+  int M = 64, K = 576, N = 4096;
+  float *a = malloc((size_t)M * K * 4), *b = malloc((size_t)K * N * 4), *c = malloc((size_t)M * N * 4);
+  test_fill_uniform(a, (int64_t)M * K, 1, -1, 1);
+  test_fill_uniform(b, (int64_t)K * N, 2, -1, 1);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, a, K, b, N, 0, c, N);
+  int reps = 0;
+  double t0 = time_now();
+  while (time_now() - t0 < 1.0) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, a, K, b, N, 0, c, N);
+    reps++;
+  }
+  double dt = time_now() - t0;
+  free(a), free(b), free(c);
+  (void)n_threads;
+  return 2.0 * M * N * K * reps / dt * 1e-9;
+}
+
+int main(int argc, char **argv) {
+  log_init("bench_unet");
+  int iters = argc > 1 ? atoi(argv[1]) : 3;
+  const char *tl = getenv("TURBO_BENCH_THREADS") ? getenv("TURBO_BENCH_THREADS") : "1 2";
+  unet_config cfg = unet_config_default();
+  unet u;
+  if (unet_create(&u, &cfg) != TB_OK) {
+    fprintf(stderr, "%s\n", err_get());
+    return 1;
+  }
+  unet_init_weights(&u, 1, 0);
+  int B = 1, T = 16, H = 16, W = 16, L = 8;
+  int64_t nx = (int64_t)B * T * cfg.in_ch * H * W, nc = (int64_t)B * L * cfg.text_dim;
+  float *x = malloc(nx * 4), *cx = malloc(nc * 4), *dy = malloc(nx * 4);
+  test_fill_uniform(x, nx, 3, -1, 1);
+  test_fill_uniform(cx, nc, 4, -1, 1);
+  test_fill_uniform(dy, nx, 5, -1, 1);
+  float t = 500;
+  double fl = 3.0 * unet_flops_forward(&u, B, T, H, W, L);
+  printf("unet default: %lld parameters, %d frames of %dx%dx%d, %.2f GFLOP per forward+backward\n",
+         (long long)u.params.total, T, H, W, cfg.in_ch, fl * 1e-9);
+  printf("%-8s %12s %14s %14s %8s %12s\n", "threads", "fwd+bwd ms", "unet GFLOP/s", "sgemm GFLOP/s",
+         "ratio", "act MiB");
+  nn_ctx *c = nn_ctx_new();
+  char buf[64];
+  snprintf(buf, sizeof buf, "%s", tl);
+  for (char *tok = strtok(buf, " ,"); tok; tok = strtok(NULL, " ,")) {
+    int nt = atoi(tok);
+    if (nt < 1) continue;
+    omp_set_num_threads(nt);
+    openblas_set_num_threads(nt);
+    double best = 1e30;
+    for (int it = 0; it < iters + 1; it++) {
+      nn_ctx_reset(c);
+      nn_params_zero_grad(&u.params);
+      double t0 = time_now();
+      nn_var xv = nn_input(c, x, nx, 1), cv = nn_input(c, cx, nc, 0);
+      unet_input in = {.B = B, .T = T, .H = H, .W = W, .t = &t, .context = cv, .L = L};
+      nn_var y = unet_forward(&u, c, xv, &in);
+      nn_backward(c, y, dy);
+      double dt = time_now() - t0;
+      if (it > 0 && dt < best) best = dt; /* the first pass sizes the arena */
+    }
+    double sg = sgemm_gflops(nt), g = fl / best * 1e-9;
+    printf("%-8d %12.1f %14.2f %14.2f %8.2f %12.1f\n", nt, best * 1e3, g, sg, g / sg,
+           nn_ctx_bytes(c) / 1048576.0);
+    fflush(stdout);
+  }
+  nn_ctx_free(c);
+  unet_free(&u);
+  free(x), free(cx), free(dy);
+  return 0;
+}

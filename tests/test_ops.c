@@ -1,0 +1,715 @@
+/* tests/test_ops.c — every operation on every backend present:
+ *  1. each non-reference backend's forward and backward against the CPU reference, on random
+ *     inputs with awkward shapes (odd sizes, T = 1, batch 3, strides and paddings);
+ *  2. each backend's backward against central finite differences of the reference forward:
+ *     the loss L = sum_i out_i * R_i (R random, also the incoming gradient) is accumulated in
+ *     double from the f32 outputs, whose reductions the reference already does in double;
+ *     steps are sized per op so rounding stays well under the tolerance.
+ * A backend without an entry (CUDA before it is written) is reported "skipped" for that op. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "kernels/ops.h"
+#include "tests/testutil.h"
+
+#define MAXIO 6
+
+typedef struct opcase opcase;
+struct opcase {
+  const char *name;
+  int nin, nout;
+  float *in[MAXIO];
+  int64_t nin_el[MAXIO];
+  int grad_in[MAXIO]; // 1: this input has a gradient to check
+  float *out[MAXIO];
+  int64_t nout_el[MAXIO];
+  /* forward on backend be: reads c->in, writes c->out; returns 0 when unsupported */
+  int (*fwd)(const ops_backend *be, opcase *c);
+  /* backward: dout (one per output, = R), accumulates into din (NULL where no grad) */
+  int (*bwd)(const ops_backend *be, opcase *c, float **dout, float **din);
+  int d[12];   // dims
+  float f[4];  // float parameters
+  void *aux;   // e.g. a mask
+  float h;     // finite-difference step
+  double tol;  // FD tolerance (relative to the largest gradient)
+};
+
+static uint64_t g_seed = 1234;
+static int g_skipped = 0;
+
+static float *rnd(int64_t n, float lo, float hi) {
+  float *x = xmalloc(sizeof(float) * (size_t)(n ? n : 1));
+  test_fill_uniform(x, n, g_seed++, lo, hi);
+  return x;
+}
+static float *zeros(int64_t n) { return xcalloc((size_t)(n ? n : 1), sizeof(float)); }
+
+static double loss_of(opcase *c, float **R) {
+  double s = 0.0;
+  for (int o = 0; o < c->nout; o++)
+    for (int64_t i = 0; i < c->nout_el[o]; i++) s += (double)c->out[o][i] * R[o][i];
+  return s;
+}
+
+static void run_case(opcase *c) {
+  const ops_backend *ref = ops_backend_get(OPS_CPU_REF);
+  float *R[MAXIO], *ref_out[MAXIO], *ref_g[MAXIO] = {0};
+  for (int o = 0; o < c->nout; o++) R[o] = rnd(c->nout_el[o], -1, 1);
+  TB_CHECK(c->fwd(ref, c));
+  for (int o = 0; o < c->nout; o++) {
+    ref_out[o] = xmalloc(sizeof(float) * (size_t)(c->nout_el[o] ? c->nout_el[o] : 1));
+    memcpy(ref_out[o], c->out[o], sizeof(float) * (size_t)c->nout_el[o]);
+  }
+  for (int i = 0; i < c->nin; i++) ref_g[i] = c->grad_in[i] ? zeros(c->nin_el[i]) : NULL;
+  int has_bwd = c->bwd != NULL;
+  if (has_bwd) TB_CHECK(c->bwd(ref, c, R, ref_g));
+
+  // finite differences of the reference forward, on up to 20 elements of each input
+  char what[160];
+  if (has_bwd)
+    for (int i = 0; i < c->nin; i++) {
+      if (!c->grad_in[i]) continue;
+      double gmax = 0.0;
+      for (int64_t e = 0; e < c->nin_el[i]; e++) gmax = fmax(gmax, fabs(ref_g[i][e]));
+      int64_t n = c->nin_el[i], picks = n < 20 ? n : 20;
+      uint64_t st = g_seed++;
+      for (int64_t p = 0; p < picks; p++) {
+        int64_t e = n <= 20 ? p : (int64_t)(test_rand_u64(&st) % (uint64_t)n);
+        float x0 = c->in[i][e];
+        c->in[i][e] = x0 + c->h;
+        c->fwd(ref, c);
+        double lp = loss_of(c, R);
+        c->in[i][e] = x0 - c->h;
+        c->fwd(ref, c);
+        double lm = loss_of(c, R);
+        c->in[i][e] = x0;
+        double fd = (lp - lm) / (2.0 * c->h);
+        double tol = c->tol * fmax(1.0, gmax);
+        snprintf(what, sizeof what, "%s: d/d in%d[%lld] reference backward vs finite difference",
+                 c->name, i, (long long)e);
+        CHECKF(fabs(fd - ref_g[i][e]) <= tol, "%s: analytic %.6g, fd %.6g (tol %.2g)", what,
+               ref_g[i][e], fd, tol);
+      }
+    }
+
+  // every other backend against the reference
+  for (int b = OPS_CPU_REF + 1; b < OPS_NBACKENDS; b++) {
+    const ops_backend *be = ops_backend_get((ops_backend_id)b);
+    if (!be) { // a backend not present at all is announced once, at the start
+      g_skipped++;
+      continue;
+    }
+    if (!c->fwd(be, c)) {
+      printf("  %-22s %-9s skipped (not supported)\n", c->name, ops_backend_name(b));
+      g_skipped++;
+      continue;
+    }
+    for (int o = 0; o < c->nout; o++) {
+      snprintf(what, sizeof what, "%s %s forward out%d", c->name, be->name, o);
+      check_close_f32(what, c->out[o], ref_out[o], c->nout_el[o], 2e-5, 2e-4);
+    }
+    if (!has_bwd) continue;
+    float *g[MAXIO] = {0};
+    for (int i = 0; i < c->nin; i++) g[i] = c->grad_in[i] ? zeros(c->nin_el[i]) : NULL;
+    // gradients start non-zero-checked: fill with 0.5 to check accumulation, subtract after
+    for (int i = 0; i < c->nin; i++)
+      if (g[i])
+        for (int64_t e = 0; e < c->nin_el[i]; e++) g[i][e] = 0.5f;
+    if (!c->bwd(be, c, R, g)) {
+      printf("  %-22s %-9s backward skipped (not supported)\n", c->name, be->name);
+      g_skipped++;
+    } else {
+      for (int i = 0; i < c->nin; i++) {
+        if (!g[i]) continue;
+        for (int64_t e = 0; e < c->nin_el[i]; e++) g[i][e] -= 0.5f;
+        snprintf(what, sizeof what, "%s %s backward d in%d (accumulating)", c->name, be->name, i);
+        check_close_f32(what, g[i], ref_g[i], c->nin_el[i], 5e-5, 5e-4);
+      }
+    }
+    for (int i = 0; i < c->nin; i++) free(g[i]);
+    printf("  %-22s %-9s ok\n", c->name, be->name);
+  }
+  for (int o = 0; o < c->nout; o++) {
+    free(R[o]);
+    free(ref_out[o]);
+    free(c->out[o]);
+  }
+  for (int i = 0; i < c->nin; i++) {
+    free(ref_g[i]);
+    free(c->in[i]);
+  }
+  free(c->aux);
+}
+
+#define NEED(be, field) \
+  if (!(be)->field) return 0
+
+/* ---- the cases -------------------------------------------------------------------------------- */
+
+static int linear_fwd(const ops_backend *be, opcase *c) {
+  NEED(be, linear_fwd);
+  be->linear_fwd(c->out[0], c->in[0], c->in[1], c->in[2], c->d[0], c->d[1], c->d[2]);
+  return 1;
+}
+static int linear_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
+  NEED(be, linear_bwd);
+  be->linear_bwd(din[0], din[1], din[2], dout[0], c->in[0], c->in[1], c->d[0], c->d[1], c->d[2]);
+  return 1;
+}
+static void case_linear(int N, int Cin, int Cout) {
+  opcase c = {.name = "linear", .nin = 3, .nout = 1, .fwd = linear_fwd, .bwd = linear_bwd,
+              .h = 1e-2f, .tol = 2e-3};
+  c.d[0] = N, c.d[1] = Cin, c.d[2] = Cout;
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)N * Cin, -1, 1);
+  c.in[1] = rnd(c.nin_el[1] = (int64_t)Cout * Cin, -1, 1);
+  c.in[2] = rnd(c.nin_el[2] = Cout, -1, 1);
+  c.grad_in[0] = c.grad_in[1] = c.grad_in[2] = 1;
+  c.out[0] = zeros(c.nout_el[0] = (int64_t)N * Cout);
+  run_case(&c);
+}
+
+static int matmul_fwd(const ops_backend *be, opcase *c) {
+  NEED(be, matmul);
+  int tA = c->d[0], tB = c->d[1], M = c->d[2], N = c->d[3], K = c->d[4];
+  // beta = 0.5 on a fixed C0: the result must not depend on what was there before beyond beta
+  for (int64_t i = 0; i < (int64_t)M * N; i++) c->out[0][i] = c->in[2][i];
+  be->matmul(tA, tB, M, N, K, 0.75f, c->in[0], c->in[1], 0.5f, c->out[0]);
+  return 1;
+}
+static void case_matmul(int tA, int tB, int M, int N, int K) {
+  opcase c = {.name = "matmul", .nin = 3, .nout = 1, .fwd = matmul_fwd, .h = 1e-2f, .tol = 2e-3};
+  c.d[0] = tA, c.d[1] = tB, c.d[2] = M, c.d[3] = N, c.d[4] = K;
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)M * K, -1, 1);
+  c.in[1] = rnd(c.nin_el[1] = (int64_t)K * N, -1, 1);
+  c.in[2] = rnd(c.nin_el[2] = (int64_t)M * N, -1, 1);
+  c.out[0] = zeros(c.nout_el[0] = (int64_t)M * N);
+  run_case(&c);
+}
+
+static int conv2d_fwd(const ops_backend *be, opcase *c) {
+  NEED(be, conv2d_fwd);
+  int *d = c->d;
+  be->conv2d_fwd(c->out[0], c->in[0], c->in[1], c->in[2], d[0], d[1], d[2], d[3], d[4], d[5],
+                 d[6], d[7]);
+  return 1;
+}
+static int conv2d_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
+  NEED(be, conv2d_bwd);
+  int *d = c->d;
+  be->conv2d_bwd(din[0], din[1], din[2], dout[0], c->in[0], c->in[1], d[0], d[1], d[2], d[3],
+                 d[4], d[5], d[6], d[7]);
+  return 1;
+}
+static void case_conv2d(int N, int Cin, int H, int W, int Cout, int k, int stride, int pad,
+                        int bias) {
+  opcase c = {.name = "conv2d", .nin = 3, .nout = 1, .fwd = conv2d_fwd, .bwd = conv2d_bwd,
+              .h = 1e-2f, .tol = 2e-3};
+  int d[8] = {N, Cin, H, W, Cout, k, stride, pad};
+  memcpy(c.d, d, sizeof d);
+  int Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)N * Cin * H * W, -1, 1);
+  c.in[1] = rnd(c.nin_el[1] = (int64_t)Cout * Cin * k * k, -1, 1);
+  c.in[2] = bias ? rnd(c.nin_el[2] = Cout, -1, 1) : NULL;
+  c.grad_in[0] = c.grad_in[1] = 1;
+  c.grad_in[2] = bias;
+  c.out[0] = zeros(c.nout_el[0] = (int64_t)N * Cout * Ho * Wo);
+  run_case(&c);
+}
+
+static int tconv_fwd(const ops_backend *be, opcase *c) {
+  NEED(be, tconv_fwd);
+  int *d = c->d;
+  be->tconv_fwd(c->out[0], c->in[0], c->in[1], c->in[2], d[0], d[1], d[2], d[3], d[4], d[5]);
+  return 1;
+}
+static int tconv_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
+  NEED(be, tconv_bwd);
+  int *d = c->d;
+  be->tconv_bwd(din[0], din[1], din[2], dout[0], c->in[0], c->in[1], d[0], d[1], d[2], d[3], d[4],
+                d[5]);
+  return 1;
+}
+static void case_tconv(int B, int T, int Cin, int S, int Cout, int kt) {
+  opcase c = {.name = "tconv", .nin = 3, .nout = 1, .fwd = tconv_fwd, .bwd = tconv_bwd,
+              .h = 1e-2f, .tol = 2e-3};
+  int d[6] = {B, T, Cin, S, Cout, kt};
+  memcpy(c.d, d, sizeof d);
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)B * T * Cin * S, -1, 1);
+  c.in[1] = rnd(c.nin_el[1] = (int64_t)Cout * Cin * kt, -1, 1);
+  c.in[2] = rnd(c.nin_el[2] = Cout, -1, 1);
+  c.grad_in[0] = c.grad_in[1] = c.grad_in[2] = 1;
+  c.out[0] = zeros(c.nout_el[0] = (int64_t)B * T * Cout * S);
+  run_case(&c);
+}
+
+static int conv3d_fwd(const ops_backend *be, opcase *c) {
+  NEED(be, conv3d_fwd);
+  int *d = c->d;
+  be->conv3d_fwd(c->out[0], c->in[0], c->in[1], c->in[2], d[0], d[1], d[2], d[3], d[4], d[5],
+                 d[6], d[7], d[8], d[9], d[10], d[11]);
+  return 1;
+}
+static int conv3d_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
+  NEED(be, conv3d_bwd);
+  int *d = c->d;
+  be->conv3d_bwd(din[0], din[1], din[2], dout[0], c->in[0], c->in[1], d[0], d[1], d[2], d[3],
+                 d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11]);
+  return 1;
+}
+static void case_conv3d(int B, int T, int Cin, int H, int W, int Cout, int kt, int k, int st,
+                        int s, int pt, int p) {
+  opcase c = {.name = "conv3d", .nin = 3, .nout = 1, .fwd = conv3d_fwd, .bwd = conv3d_bwd,
+              .h = 1e-2f, .tol = 2e-3};
+  int d[12] = {B, T, Cin, H, W, Cout, kt, k, st, s, pt, p};
+  memcpy(c.d, d, sizeof d);
+  int To = (T + 2 * pt - kt) / st + 1, Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1;
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)B * T * Cin * H * W, -1, 1);
+  c.in[1] = rnd(c.nin_el[1] = (int64_t)Cout * Cin * kt * k * k, -1, 1);
+  c.in[2] = rnd(c.nin_el[2] = Cout, -1, 1);
+  c.grad_in[0] = c.grad_in[1] = c.grad_in[2] = 1;
+  c.out[0] = zeros(c.nout_el[0] = (int64_t)B * To * Cout * Ho * Wo);
+  run_case(&c);
+}
+
+// outputs: out, and mean/rstd as extra outputs (compared, R-weighted too: they are functions
+// of the input, and the backward ignores them, so their R must be zero) — keep only out.
+static int gn_fwd(const ops_backend *be, opcase *c) {
+  NEED(be, groupnorm_fwd);
+  int *d = c->d;
+  float *ms = c->aux;
+  be->groupnorm_fwd(c->out[0], ms, ms + d[0] * d[4], c->in[0], c->in[1], c->in[2], d[0], d[1],
+                    d[2], d[3], d[4], 1e-5f);
+  return 1;
+}
+static int gn_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
+  NEED(be, groupnorm_bwd);
+  int *d = c->d;
+  float *ms = c->aux;
+  gn_fwd(ops_backend_get(OPS_CPU_REF), c); // saved stats from the forward
+  be->groupnorm_bwd(din[0], din[1], din[2], dout[0], c->in[0], ms, ms + d[0] * d[4], c->in[1],
+                    d[0], d[1], d[2], d[3], d[4]);
+  return 1;
+}
+static void case_groupnorm(int N, int T, int C, int S, int G) {
+  opcase c = {.name = "groupnorm", .nin = 3, .nout = 1, .fwd = gn_fwd, .bwd = gn_bwd, .h = 1e-2f,
+              .tol = 3e-3};
+  int d[5] = {N, T, C, S, G};
+  memcpy(c.d, d, sizeof d);
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)N * T * C * S, -2, 3);
+  c.in[1] = rnd(c.nin_el[1] = C, 0.5f, 1.5f);
+  c.in[2] = rnd(c.nin_el[2] = C, -1, 1);
+  c.grad_in[0] = c.grad_in[1] = c.grad_in[2] = 1;
+  c.out[0] = zeros(c.nout_el[0] = c.nin_el[0]);
+  c.aux = zeros(2 * N * G);
+  run_case(&c);
+}
+
+static int ln_fwd(const ops_backend *be, opcase *c) {
+  NEED(be, layernorm_fwd);
+  float *ms = c->aux;
+  be->layernorm_fwd(c->out[0], ms, ms + c->d[0], c->in[0], c->in[1], c->in[2], c->d[0], c->d[1],
+                    1e-5f);
+  return 1;
+}
+static int ln_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
+  NEED(be, layernorm_bwd);
+  float *ms = c->aux;
+  ln_fwd(ops_backend_get(OPS_CPU_REF), c);
+  be->layernorm_bwd(din[0], din[1], din[2], dout[0], c->in[0], ms, ms + c->d[0], c->in[1],
+                    c->d[0], c->d[1]);
+  return 1;
+}
+static void case_layernorm(int N, int C) {
+  opcase c = {.name = "layernorm", .nin = 3, .nout = 1, .fwd = ln_fwd, .bwd = ln_bwd, .h = 1e-2f,
+              .tol = 3e-3};
+  c.d[0] = N, c.d[1] = C;
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)N * C, -2, 3);
+  c.in[1] = rnd(c.nin_el[1] = C, 0.5f, 1.5f);
+  c.in[2] = rnd(c.nin_el[2] = C, -1, 1);
+  c.grad_in[0] = c.grad_in[1] = c.grad_in[2] = 1;
+  c.out[0] = zeros(c.nout_el[0] = c.nin_el[0]);
+  c.aux = zeros(2 * N);
+  run_case(&c);
+}
+
+/* element-wise unary ops, by index */
+static int act_fwd(const ops_backend *be, opcase *c) {
+  int64_t n = c->nin_el[0];
+  switch (c->d[0]) {
+  case 0: NEED(be, silu_fwd); be->silu_fwd(c->out[0], c->in[0], n); break;
+  case 1: NEED(be, gelu_tanh_fwd); be->gelu_tanh_fwd(c->out[0], c->in[0], n); break;
+  case 2: NEED(be, gelu_erf_fwd); be->gelu_erf_fwd(c->out[0], c->in[0], n); break;
+  case 3: NEED(be, softmax_fwd); be->softmax_fwd(c->out[0], c->in[0], c->d[1], c->d[2]); break;
+  }
+  return 1;
+}
+static int act_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
+  int64_t n = c->nin_el[0];
+  switch (c->d[0]) {
+  case 0: NEED(be, silu_bwd); be->silu_bwd(din[0], dout[0], c->in[0], n); break;
+  case 1: NEED(be, gelu_tanh_bwd); be->gelu_tanh_bwd(din[0], dout[0], c->in[0], n); break;
+  case 2: NEED(be, gelu_erf_bwd); be->gelu_erf_bwd(din[0], dout[0], c->in[0], n); break;
+  case 3:
+    NEED(be, softmax_bwd);
+    act_fwd(ops_backend_get(OPS_CPU_REF), c);
+    be->softmax_bwd(din[0], dout[0], c->out[0], c->d[1], c->d[2]);
+    break;
+  }
+  return 1;
+}
+static void case_act(const char *name, int which, int N, int C) {
+  opcase c = {.name = name, .nin = 1, .nout = 1, .fwd = act_fwd, .bwd = act_bwd, .h = 1e-3f,
+              .tol = 2e-3};
+  c.d[0] = which, c.d[1] = N, c.d[2] = C;
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)N * C, -4, 4);
+  c.grad_in[0] = 1;
+  c.out[0] = zeros(c.nout_el[0] = c.nin_el[0]);
+  run_case(&c);
+}
+
+/* attention: outputs out and probs, both with incoming gradients */
+static int attn_fwd(const ops_backend *be, opcase *c) {
+  NEED(be, attention_fwd);
+  int *d = c->d;
+  be->attention_fwd(c->out[0], c->out[1], c->in[0], c->in[1], c->in[2],
+                    (const op_attn_mask *)c->aux, d[0], d[1], d[2], d[3], d[4],
+                    1.0f / sqrtf((float)d[4]));
+  return 1;
+}
+static int attn_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
+  NEED(be, attention_bwd);
+  int *d = c->d;
+  attn_fwd(ops_backend_get(OPS_CPU_REF), c);
+  be->attention_bwd(din[0], din[1], din[2], dout[0], c->d[5] ? dout[1] : NULL, c->in[0], c->in[1],
+                    c->in[2], c->out[1], d[0], d[1], d[2], d[3], d[4], 1.0f / sqrtf((float)d[4]));
+  return 1;
+}
+/* mask_kind 0 none, 1 additive (per batch), 2 boolean causal (broadcast) with one fully-masked
+ * row when Nq > Nk; probs_grad: pass dL/dprobs too. */
+typedef struct {
+  op_attn_mask m;
+  float add[4096];
+  uint8_t keep[4096];
+} mask_store;
+static void case_attention(const char *name, int B, int H, int Nq, int Nk, int D, int mask_kind,
+                           int probs_grad) {
+  opcase c = {.name = name, .nin = 3, .nout = probs_grad ? 2 : 1, .fwd = attn_fwd,
+              .bwd = attn_bwd, .h = 1e-2f, .tol = 2e-3};
+  int d[6] = {B, H, Nq, Nk, D, probs_grad};
+  memcpy(c.d, d, sizeof d);
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)B * H * Nq * D, -1.5f, 1.5f);
+  c.in[1] = rnd(c.nin_el[1] = (int64_t)B * H * Nk * D, -1.5f, 1.5f);
+  c.in[2] = rnd(c.nin_el[2] = (int64_t)B * H * Nk * D, -1, 1);
+  c.grad_in[0] = c.grad_in[1] = c.grad_in[2] = 1;
+  c.out[0] = zeros(c.nout_el[0] = (int64_t)B * H * Nq * D);
+  c.out[1] = zeros((int64_t)B * H * Nq * Nk);
+  if (probs_grad) c.nout_el[1] = (int64_t)B * H * Nq * Nk;
+  else c.nout = 1;
+  if (mask_kind) {
+    mask_store *ms = xcalloc(1, sizeof *ms);
+    TB_CHECK((int64_t)B * Nq * Nk <= 4096);
+    if (mask_kind == 1) {
+      ms->m.add = ms->add, ms->m.mb = B;
+      uint64_t st = 99;
+      for (int i = 0; i < B * Nq * Nk; i++)
+        ms->add[i] = test_rand_uniform(&st, 0, 1) < 0.25f ? -1e9f : test_rand_uniform(&st, -1, 1);
+    } else {
+      ms->m.keep = ms->keep, ms->m.mb = 1;
+      for (int i = 0; i < Nq; i++)
+        for (int j = 0; j < Nk; j++) ms->keep[i * Nk + j] = j <= i - (Nq - Nk);
+      // row 0 keeps nothing when Nq > Nk: checks the all-masked path
+    }
+    c.aux = ms;
+  }
+  float *probs = c.out[1];
+  run_case(&c);
+  if (!probs_grad) free(probs);
+}
+
+/* layout ops through the public API (they dispatch through the current backend's permute) */
+static ops_backend_id id_of(const ops_backend *be) {
+  for (int b = 0; b < OPS_NBACKENDS; b++)
+    if (ops_backend_get((ops_backend_id)b) == be) return (ops_backend_id)b;
+  return OPS_CPU_REF;
+}
+static int layout_fwd(const ops_backend *be, opcase *c) {
+  int *d = c->d;
+  ops_backend_set(id_of(be));
+  switch (d[0]) {
+  case 0: NEED(be, permute_fwd); op_video_to_spatial_tokens(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
+  case 1: NEED(be, permute_fwd); op_spatial_tokens_to_video(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
+  case 2: NEED(be, permute_fwd); op_video_to_temporal_tokens(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
+  case 3: NEED(be, permute_fwd); op_temporal_tokens_to_video(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
+  case 4: NEED(be, permute_fwd); op_heads_split(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
+  case 5: NEED(be, permute_fwd); op_heads_merge(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
+  case 6: NEED(be, repeat_fwd); op_context_repeat(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
+  case 7: NEED(be, upsample2x_fwd); be->upsample2x_fwd(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
+  case 8: NEED(be, avgpool2x_fwd); be->avgpool2x_fwd(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
+  case 9: NEED(be, bias_add_fwd); be->bias_add_fwd(c->out[0], c->in[0], c->in[1], d[1], d[2], d[3], d[4]); break;
+  case 10: NEED(be, concat_fwd); be->concat_fwd(c->out[0], c->in[0], c->in[1], d[1], d[2], d[3], d[4]); break;
+  case 11: NEED(be, mul_fwd); be->mul_fwd(c->out[0], c->in[0], c->in[1], c->nin_el[0]); break;
+  case 12: NEED(be, add_fwd); be->add_fwd(c->out[0], c->in[0], c->in[1], c->nin_el[0]); break;
+  case 13: NEED(be, l2norm_fwd); be->l2norm_fwd(c->out[0], c->aux, c->in[0], d[1], d[2], 1e-6f); break;
+  case 14:
+    NEED(be, dropout_fwd);
+    be->dropout_fwd(c->out[0], c->aux, c->in[0], c->nin_el[0], 0.3f, 77);
+    break;
+  case 15: NEED(be, cond_drop_fwd); be->cond_drop_fwd(c->out[0], c->in[0], c->in[1], c->aux, d[1], d[2]); break;
+  }
+  ops_backend_set(OPS_CPU_FAST);
+  return 1;
+}
+static int layout_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
+  int *d = c->d;
+  ops_backend_set(id_of(be));
+  switch (d[0]) {
+  case 0: NEED(be, permute_bwd); op_video_to_spatial_tokens_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
+  case 1: NEED(be, permute_bwd); op_spatial_tokens_to_video_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
+  case 2: NEED(be, permute_bwd); op_video_to_temporal_tokens_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
+  case 3: NEED(be, permute_bwd); op_temporal_tokens_to_video_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
+  case 4: NEED(be, permute_bwd); op_heads_split_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
+  case 5: NEED(be, permute_bwd); op_heads_merge_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
+  case 6: NEED(be, repeat_bwd); op_context_repeat_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
+  case 7: NEED(be, upsample2x_bwd); be->upsample2x_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
+  case 8: NEED(be, avgpool2x_bwd); be->avgpool2x_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
+  case 9: NEED(be, bias_add_bwd); be->bias_add_bwd(din[0], din[1], dout[0], d[1], d[2], d[3], d[4]); break;
+  case 10: NEED(be, concat_bwd); be->concat_bwd(din[0], din[1], dout[0], d[1], d[2], d[3], d[4]); break;
+  case 11: NEED(be, mul_bwd); be->mul_bwd(din[0], din[1], dout[0], c->in[0], c->in[1], c->nin_el[0]); break;
+  case 12: // residual add: the backward is two axpys
+    NEED(be, axpy);
+    be->axpy(din[0], 1.0f, dout[0], c->nin_el[0]);
+    be->axpy(din[1], 1.0f, dout[0], c->nin_el[0]);
+    break;
+  case 13:
+    NEED(be, l2norm_bwd);
+    layout_fwd(ops_backend_get(OPS_CPU_REF), c);
+    be->l2norm_bwd(din[0], dout[0], c->out[0], c->aux, d[1], d[2]);
+    break;
+  case 14: NEED(be, dropout_bwd); be->dropout_bwd(din[0], dout[0], c->aux, c->nin_el[0], 0.3f); break;
+  case 15: NEED(be, cond_drop_bwd); be->cond_drop_bwd(din[0], din[1], dout[0], c->aux, d[1], d[2]); break;
+  }
+  ops_backend_set(OPS_CPU_FAST);
+  return 1;
+}
+static void case_layout(const char *name, int which, int a, int b, int cc, int dd, int64_t nin0,
+                        int64_t nin1, int64_t nout) {
+  opcase c = {.name = name, .nin = nin1 ? 2 : 1, .nout = 1, .fwd = layout_fwd, .bwd = layout_bwd,
+              .h = 1e-2f, .tol = 2e-3};
+  c.d[0] = which, c.d[1] = a, c.d[2] = b, c.d[3] = cc, c.d[4] = dd;
+  c.in[0] = rnd(c.nin_el[0] = nin0, -1, 1);
+  c.grad_in[0] = 1;
+  if (nin1) {
+    c.in[1] = rnd(c.nin_el[1] = nin1, -1, 1);
+    c.grad_in[1] = 1;
+  }
+  c.out[0] = zeros(c.nout_el[0] = nout);
+  if (which == 13) c.aux = zeros(a);
+  if (which == 14) c.aux = xcalloc((size_t)nin0, 1);
+  if (which == 15) {
+    uint8_t *keep = xcalloc((size_t)a, 1);
+    for (int i = 0; i < a; i++) keep[i] = i % 2 == 0;
+    c.aux = keep;
+  }
+  run_case(&c);
+}
+
+/* losses: one scalar output */
+static int loss_fwd(const ops_backend *be, opcase *c) {
+  int64_t n = c->nin_el[0];
+  switch (c->d[0]) {
+  case 0: NEED(be, mse_fwd); be->mse_fwd(c->out[0], c->in[0], c->in[1], n); break;
+  case 1: NEED(be, huber_fwd); be->huber_fwd(c->out[0], c->in[0], c->in[1], n, c->f[0]); break;
+  case 2: {
+    NEED(be, infonce_fwd);
+    float *p = c->aux;
+    int N = c->d[1];
+    be->infonce_fwd(c->out[0], p, p + N * N, c->in[0], c->in[1], N, c->d[2], c->f[0]);
+    break;
+  }
+  }
+  return 1;
+}
+static int loss_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
+  int64_t n = c->nin_el[0];
+  switch (c->d[0]) {
+  case 0: NEED(be, mse_bwd); be->mse_bwd(din[0], din[1], dout[0][0], c->in[0], c->in[1], n); break;
+  case 1: NEED(be, huber_bwd); be->huber_bwd(din[0], din[1], dout[0][0], c->in[0], c->in[1], n, c->f[0]); break;
+  case 2: {
+    NEED(be, infonce_bwd);
+    loss_fwd(ops_backend_get(OPS_CPU_REF), c);
+    float *p = c->aux;
+    int N = c->d[1];
+    be->infonce_bwd(din[0], din[1], dout[0][0], c->in[0], c->in[1], p, p + N * N, N, c->d[2],
+                    c->f[0]);
+    break;
+  }
+  }
+  return 1;
+}
+static void case_loss(const char *name, int which, int N, int D, float param, float h) {
+  opcase c = {.name = name, .nin = 2, .nout = 1, .fwd = loss_fwd, .bwd = loss_bwd, .h = h,
+              .tol = 3e-3};
+  c.d[0] = which, c.d[1] = N, c.d[2] = D;
+  c.f[0] = param;
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)N * D, -1, 1);
+  c.in[1] = rnd(c.nin_el[1] = (int64_t)N * D, -1, 1);
+  c.grad_in[0] = c.grad_in[1] = 1;
+  c.out[0] = zeros(c.nout_el[0] = 1);
+  if (which == 2) c.aux = zeros(2 * N * N);
+  run_case(&c);
+}
+
+/* ---- kernels without a backward: embeddings, optimiser, reductions ----------------------------- */
+
+static void check_embeddings(void) {
+  const ops_backend *ref = ops_backend_get(OPS_CPU_REF);
+  float t[3] = {0.0f, 1.0f, 999.0f}, out[3 * 7];
+  ref->timestep_embedding(out, t, 3, 7, 10000.0f);
+  // dim 7: half 3, freqs 1, 10000^-1/3, 10000^-2/3; [cos x3, sin x3, 0]
+  double f1 = exp(-log(10000.0) / 3.0);
+  CHECK(fabs(out[7 + 1] - cos(f1)) < 1e-6 && fabs(out[7 + 4] - sin(f1)) < 1e-6);
+  CHECK(out[0] == 1.0f && out[3] == 0.0f && out[6] == 0.0f);
+  CHECK(fabs(out[14 + 0] - cos(999.0)) < 1e-5);
+  float w[2] = {0.5f, 7.5f}, g[2 * 8];
+  ref->guidance_embedding(g, w, 2, 8);
+  // half 4, step ln(1e4)/3: freq_1 = 10^-4/3; [sin x4, cos x4] of 1000 w freq
+  double a = 500.0 * exp(-log(10000.0) / 3.0);
+  CHECK(fabs(g[1] - sin(a)) < 1e-5 && fabs(g[5] - cos(a)) < 1e-5);
+  CHECK(fabs(g[8 + 0] - sin(7500.0)) < 1e-3);
+}
+
+static void check_optim(void) {
+  for (int b = 0; b < OPS_NBACKENDS; b++) {
+    const ops_backend *be = ops_backend_get((ops_backend_id)b);
+    if (!be) continue; // not present: announced at the start
+    if (!be->adamw_step || !be->sumsq || !be->ema_update) {
+      printf("  %-22s %-9s skipped (not supported)\n", "optim", ops_backend_name(b));
+      g_skipped++;
+      continue;
+    }
+    int n = 200003; // crosses the 65536 chunks of the reduction
+    float *p = rnd(n, -1, 1), *g = rnd(n, -1, 1), *m = zeros(n), *v = zeros(n), *e = zeros(n);
+    double *pd = xmalloc(sizeof(double) * n), *md = xcalloc(n, sizeof(double)),
+           *vd = xcalloc(n, sizeof(double));
+    for (int i = 0; i < n; i++) pd[i] = p[i];
+    float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.1f;
+    for (int step = 1; step <= 3; step++) {
+      be->adamw_step(p, g, m, v, n, lr, b1, b2, eps, wd, step);
+      for (int i = 0; i < n; i++) { // the textbook update in double
+        pd[i] *= 1.0 - (double)lr * wd;
+        md[i] = b1 * md[i] + (1.0 - b1) * g[i];
+        vd[i] = b2 * vd[i] + (1.0 - b2) * (double)g[i] * g[i];
+        double mh = md[i] / (1.0 - pow(b1, step)), vh = vd[i] / (1.0 - pow(b2, step));
+        pd[i] -= lr * mh / (sqrt(vh) + eps);
+      }
+    }
+    int bad = 0;
+    for (int i = 0; i < n && !bad; i++) bad = fabs(p[i] - pd[i]) > 1e-5;
+    CHECKF(!bad, "%s adamw differs from the double-precision update", be->name);
+    float s1 = 0, s2 = 0;
+    double sd = 0.0;
+    for (int i = 0; i < n; i++) sd += (double)g[i] * g[i];
+    be->sumsq(&s1, g, n);
+    be->sumsq(&s2, g, n);
+    CHECKF(fabs(s1 - sd) <= 1e-6 * sd && s1 == s2, "%s sumsq %.9g vs %.9g", be->name, s1, sd);
+    be->ema_update(e, p, 0.75f, n);
+    CHECKF(fabs(e[7] - 0.25f * p[7]) < 1e-7, "%s ema", be->name);
+    free(p), free(g), free(m), free(v), free(e), free(pd), free(md), free(vd);
+    printf("  %-22s %-9s ok\n", "optim", be->name);
+  }
+  uint8_t keep[1000];
+  op_cond_drop_mask(keep, 1000, 0.1f, 5);
+  int dropped = 0;
+  for (int i = 0; i < 1000; i++) dropped += !keep[i];
+  CHECKF(dropped > 60 && dropped < 140, "cond drop: %d of 1000 dropped at p = 0.1", dropped);
+}
+
+/* Dropout draws must not depend on threads: fast with 1 and 2 threads gives the same mask. */
+static void check_determinism(void) {
+  const ops_backend *fast = ops_backend_get(OPS_CPU_FAST);
+  int N = 7, C = 48, H = 9, W = 11;
+  float *x = rnd((int64_t)N * C * H * W, -1, 1), *w = rnd((int64_t)C * C * 9, -1, 1);
+  float *g = rnd((int64_t)N * C * H * W, -1, 1);
+  float *dw1 = zeros((int64_t)C * C * 9), *dw2 = zeros((int64_t)C * C * 9);
+  ops_set_num_threads(2);
+  fast->conv2d_bwd(NULL, dw1, NULL, g, x, w, N, C, H, W, C, 3, 1, 1);
+  memset(dw2, 0, sizeof(float) * C * C * 9);
+  fast->conv2d_bwd(NULL, dw2, NULL, g, x, w, N, C, H, W, C, 3, 1, 1);
+  CHECKF(memcmp(dw1, dw2, sizeof(float) * C * C * 9) == 0, "conv2d dweight differs run to run");
+  ops_set_num_threads(1);
+  free(x), free(w), free(g), free(dw1), free(dw2);
+}
+
+int main(void) {
+  test_begin("test_ops");
+  double t0 = time_now();
+  printf("backends: ref=%s fast=%s cuda=%s\n", ops_backend_get(OPS_CPU_REF)->name,
+         ops_backend_get(OPS_CPU_FAST)->name,
+         ops_backend_get(OPS_CUDA) ? ops_backend_get(OPS_CUDA)->name : "(not present)");
+  for (int threads = 1; threads <= 2; threads++) {
+    ops_set_num_threads(threads);
+    printf("-- %d thread(s)\n", threads);
+    case_matmul(0, 0, 5, 7, 3);
+    case_matmul(1, 0, 6, 4, 9);
+    case_matmul(0, 1, 3, 8, 5);
+    case_matmul(1, 1, 7, 5, 6);
+    case_linear(3, 5, 7);
+    case_linear(17, 33, 9);
+    case_conv2d(3, 5, 7, 6, 4, 3, 1, 1, 1);
+    case_conv2d(2, 3, 9, 7, 5, 3, 2, 1, 1);
+    case_conv2d(3, 6, 5, 5, 7, 1, 1, 0, 1);
+    case_conv2d(1, 4, 6, 8, 3, 3, 1, 0, 0);
+    case_conv2d(2, 3, 8, 8, 2, 1, 2, 0, 1);
+    case_tconv(3, 5, 4, 6, 3, 3);
+    case_tconv(2, 1, 3, 5, 4, 3); // T = 1: only the centre tap sees data
+    case_conv3d(2, 4, 3, 5, 6, 4, 3, 3, 1, 1, 1, 1);
+    case_conv3d(1, 5, 2, 6, 5, 3, 3, 3, 2, 2, 1, 1);
+    case_groupnorm(3, 1, 6, 7, 3);
+    case_groupnorm(2, 3, 8, 5, 4);
+    case_groupnorm(3, 1, 5, 9, 5); // one channel per group
+    case_layernorm(5, 13);
+    case_act("silu", 0, 7, 13);
+    case_act("gelu_tanh", 1, 7, 13);
+    case_act("gelu_erf", 2, 7, 13);
+    case_act("softmax", 3, 7, 13);
+    case_attention("attention", 3, 2, 5, 7, 4, 0, 0);
+    case_attention("attention+dprobs", 2, 3, 6, 6, 5, 0, 1);
+    case_attention("attention+addmask", 3, 2, 5, 7, 4, 1, 1);
+    case_attention("attention+keepmask", 2, 2, 6, 5, 3, 2, 1);
+    case_attention("temporal attention", 13, 2, 1, 1, 4, 0, 1); // T = 1
+    int B = 3, T = 2, C = 5, S = 7;
+    int64_t v = (int64_t)B * T * C * S;
+    case_layout("spatial tokens", 0, B, T, C, S, v, 0, v);
+    case_layout("spatial tokens back", 1, B, T, C, S, v, 0, v);
+    case_layout("temporal tokens", 2, B, T, C, S, v, 0, v);
+    case_layout("temporal tokens back", 3, B, T, C, S, v, 0, v);
+    case_layout("heads split", 4, 3, 5, 2, 3, 90, 0, 90);
+    case_layout("heads merge", 5, 3, 5, 2, 3, 90, 0, 90);
+    case_layout("context repeat", 6, 3, 4, 5, 2, 30, 0, 120);
+    case_layout("upsample2x", 7, 2, 3, 5, 3, 90, 0, 360);
+    case_layout("avgpool2x", 8, 2, 3, 6, 4, 144, 0, 36);
+    case_layout("bias add", 9, B, T, C, S, v, B * C, v);
+    case_layout("concat", 10, 3, 2, 5, 7, 3 * 2 * 7, 3 * 5 * 7, 3 * 7 * 7);
+    case_layout("mul", 11, 0, 0, 0, 0, 37, 37, 37);
+    case_layout("residual add", 12, 0, 0, 0, 0, 37, 37, 37);
+    case_layout("l2norm", 13, 5, 9, 0, 0, 45, 0, 45);
+    case_layout("dropout", 14, 0, 0, 0, 0, 301, 0, 301);
+    case_layout("cond drop", 15, 5, 6, 0, 0, 30, 6, 30);
+    case_loss("mse", 0, 5, 7, 0, 1e-2f);
+    case_loss("huber", 1, 5, 7, 0.001f, 1e-4f);
+    case_loss("huber c=0.5", 1, 5, 7, 0.5f, 1e-2f);
+    case_loss("infonce", 2, 6, 5, 0.07f, 1e-3f);
+  }
+  // a few bigger shapes, fast against reference only through the same runner (2 threads)
+  ops_set_num_threads(2);
+  case_conv2d(5, 16, 12, 10, 24, 3, 1, 1, 1);
+  case_attention("attention 64 tokens", 2, 2, 64, 64, 16, 0, 1);
+  check_embeddings();
+  check_optim();
+  check_determinism();
+  printf("%d backend/op pairs skipped; %.1f s\n", g_skipped, time_now() - t0);
+  return test_finish();
+}

@@ -1,0 +1,232 @@
+/* It learns: a small (2+1)-D UNet trained as an epsilon-prediction denoiser (DDPM linear β
+ * from 1e-4 to 0.02 over 1000 steps) on clips of a Gaussian blob moving right across 16×16×4
+ * latent-like frames (8 frames). Checks that the loss on a fixed evaluation batch falls at
+ * least 5×, then samples with 25 DDIM steps (η = 0) and checks the sample is blob-like: one
+ * dominant peak per frame whose horizontal position never moves left and moves right overall.
+ * Writes a PNG strip (the sample's frames, channel 0, and a training clip) to test_outdir(). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/image.h"
+#include "common/log.h"
+#include "kernels/nn.h"
+#include "tests/testutil.h"
+
+enum { T = 8, C = 4, H = 16, W = 16, BATCH = 4, LTXT = 1, STEPS_DDPM = 1000 };
+#define FRAME (C * H * W)
+#define CLIP (T * FRAME)
+static const float chan_w[C] = {1.0f, 0.6f, -0.6f, 0.3f}; /* the blob's "latent colour" */
+
+static double alphas_bar[STEPS_DDPM];
+
+static uint64_t rng = 12345;
+static double urand(void) { return test_rand_uniform(&rng, 0.0f, 1.0f); }
+static double nrand(void) {
+  double u1 = urand() + 1e-12, u2 = urand();
+  return sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* one clip: a blob of σ = 1.5 px starting at x0 ∈ [3, 5], y ∈ [4, 12], moving 1 px / frame */
+static void make_clip(float *x) {
+  double x0 = 3 + 2 * urand(), y0 = 4 + 8 * urand();
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < H; i++)
+      for (int j = 0; j < W; j++) {
+        double dx = j - (x0 + t), dy = i - y0;
+        float v = (float)(1.5 * exp(-(dx * dx + dy * dy) / (2 * 1.5 * 1.5)));
+        for (int c = 0; c < C; c++) x[((t * C + c) * H + i) * W + j] = chan_w[c] * v;
+      }
+}
+
+static unet_config learn_config(void) {
+  unet_config c = unet_config_default();
+  c.model_ch = 16;
+  c.n_levels = 2;
+  c.ch_mult[0] = 1, c.ch_mult[1] = 2;
+  c.n_res = 1;
+  c.attn_levels = 0x2; /* transformers at 8×8 */
+  c.head_ch = 16;
+  c.text_dim = 8;
+  c.max_frames = T;
+  c.groups = 8;
+  return c;
+}
+
+/* eps prediction for a batch; x (B, T, C, H, W) */
+static nn_var predict(unet *u, nn_ctx *c, const float *x, const float *tt, int B, nn_var *xin,
+                      const float *ctx) {
+  *xin = nn_input(c, x, (int64_t)B * CLIP, 0);
+  nn_var cx = nn_input(c, ctx, (int64_t)B * LTXT * 8, 0);
+  unet_input in = {.B = B, .T = T, .H = H, .W = W, .t = tt, .context = cx, .L = LTXT};
+  return unet_forward(u, c, *xin, &in);
+}
+
+static double eval_loss(unet *u, nn_ctx *c, const float *xt, const float *eps, const float *tt,
+                        const float *ctx, int B) {
+  nn_ctx_reset(c);
+  nn_var xin;
+  nn_var y = predict(u, c, xt, tt, B, &xin, ctx);
+  const float *p = nn_data(c, y);
+  double s = 0;
+  for (int64_t i = 0; i < (int64_t)B * CLIP; i++) s += (double)(p[i] - eps[i]) * (p[i] - eps[i]);
+  return s / ((double)B * CLIP);
+}
+
+/* fills xt = sqrt(ab)·x0 + sqrt(1-ab)·eps for random t */
+static void noise_batch(float *x0, float *xt, float *eps, float *tt, int B) {
+  for (int b = 0; b < B; b++) {
+    make_clip(x0 + (int64_t)b * CLIP);
+    int t = (int)(urand() * STEPS_DDPM);
+    if (t >= STEPS_DDPM) t = STEPS_DDPM - 1;
+    tt[b] = (float)t;
+    double a = sqrt(alphas_bar[t]), s = sqrt(1 - alphas_bar[t]);
+    for (int64_t i = 0; i < CLIP; i++) {
+      eps[b * CLIP + i] = (float)nrand();
+      xt[b * CLIP + i] = (float)(a * x0[b * CLIP + i] + s * eps[b * CLIP + i]);
+    }
+  }
+}
+
+int main(void) {
+  test_begin("test_unet_learns");
+  double budget = getenv("TURBO_LEARN_SECONDS") ? atof(getenv("TURBO_LEARN_SECONDS")) : 100.0;
+  double ab = 1;
+  for (int i = 0; i < STEPS_DDPM; i++) {
+    double beta = 1e-4 + (0.02 - 1e-4) * i / (STEPS_DDPM - 1);
+    ab *= 1 - beta;
+    alphas_bar[i] = ab;
+  }
+  unet u;
+  unet_config cfg = learn_config();
+  CHECK(unet_create(&u, &cfg) == TB_OK);
+  unet_init_weights(&u, 7, 1);
+  printf("model: %lld parameters\n", (long long)u.params.total);
+  nn_adamw opt;
+  nn_adamw_init(&opt, u.params.total, 0.9f, 0.999f, 1e-8f, 0.0f);
+  nn_ctx *c = nn_ctx_new();
+  nn_ctx_set_mode(c, 0, 1, 3);
+
+  float ctx[8 * BATCH * 2] = {0}; /* unconditional: one all-zero text token */
+  int EB = 8;                     /* evaluation batch */
+  float *ex0 = xmalloc((size_t)EB * CLIP * sizeof(float)), *ext = xmalloc((size_t)EB * CLIP * sizeof(float));
+  float *eeps = xmalloc((size_t)EB * CLIP * sizeof(float)), ett[8];
+  noise_batch(ex0, ext, eeps, ett, EB);
+  double loss0 = eval_loss(&u, c, ext, eeps, ett, ctx, EB);
+  printf("initial eval loss %.4f\n", loss0);
+
+  float *x0 = xmalloc((size_t)BATCH * CLIP * sizeof(float)), *xt = xmalloc((size_t)BATCH * CLIP * sizeof(float));
+  float *eps = xmalloc((size_t)BATCH * CLIP * sizeof(float)), tt[BATCH];
+  float *dy = xmalloc((size_t)BATCH * CLIP * sizeof(float));
+  double t0 = time_now(), ema = -1;
+  int step = 0;
+  const float lr = 2e-3f;
+  while (time_now() - t0 < budget && step < 3000) {
+    noise_batch(x0, xt, eps, tt, BATCH);
+    nn_ctx_reset(c);
+    nn_var xin;
+    nn_var y = predict(&u, c, xt, tt, BATCH, &xin, ctx);
+    const float *p = nn_data(c, y);
+    double s = 0;
+    int64_t n = (int64_t)BATCH * CLIP;
+    for (int64_t i = 0; i < n; i++) {
+      float d = p[i] - eps[i];
+      s += (double)d * d;
+      dy[i] = 2.0f * d / (float)n;
+    }
+    nn_params_zero_grad(&u.params);
+    nn_backward(c, y, dy);
+    nn_grad_clip(u.params.grad, u.params.total, 1.0f);
+    nn_adamw_step(&opt, u.params.data, u.params.grad, nn_lr_at(NN_LR_CONSTANT, step, lr, 20, 0, 0));
+    double l = s / n;
+    ema = ema < 0 ? l : 0.95 * ema + 0.05 * l;
+    if (step % 25 == 0) printf("step %4d  loss %.4f  (avg %.4f)  %.1fs\n", step, l, ema, time_now() - t0);
+    step++;
+  }
+  double loss1 = eval_loss(&u, c, ext, eeps, ett, ctx, EB);
+  printf("after %d steps (%.0fs): eval loss %.4f → %.4f (%.1f×)\n", step, time_now() - t0, loss0,
+         loss1, loss0 / loss1);
+  CHECKF(loss1 * 5 <= loss0, "eval loss fell only %.2f× (%.4f → %.4f)", loss0 / loss1, loss0, loss1);
+
+  /* DDIM, 25 steps, η = 0 */
+  nn_ctx_set_mode(c, 0, 0, 3);
+  float *z = xmalloc((size_t)CLIP * sizeof(float));
+  for (int64_t i = 0; i < CLIP; i++) z[i] = (float)nrand();
+  int S = 25;
+  for (int k = S - 1; k >= 0; k--) {
+    int t = k * (STEPS_DDPM / S) + 1, tp = k > 0 ? (k - 1) * (STEPS_DDPM / S) + 1 : -1;
+    double a = alphas_bar[t], ap = tp >= 0 ? alphas_bar[tp] : 1.0;
+    float tf = (float)t;
+    nn_ctx_reset(c);
+    nn_var xin;
+    nn_var y = predict(&u, c, z, &tf, 1, &xin, ctx);
+    const float *e = nn_data(c, y);
+    for (int64_t i = 0; i < CLIP; i++) {
+      double x0h = (z[i] - sqrt(1 - a) * e[i]) / sqrt(a);
+      z[i] = (float)(sqrt(ap) * x0h + sqrt(1 - ap) * e[i]);
+    }
+  }
+  /* the blob's projection on its channel weights, per frame */
+  double wn = 0;
+  for (int ch = 0; ch < C; ch++) wn += chan_w[ch] * chan_w[ch];
+  int px[T], ok_peak = 1;
+  for (int t = 0; t < T; t++) {
+    float m[H * W];
+    for (int i = 0; i < H * W; i++) {
+      double s = 0;
+      for (int ch = 0; ch < C; ch++) s += chan_w[ch] * z[(t * C + ch) * H * W + i];
+      m[i] = (float)(s / wn);
+    }
+    int best = 0;
+    for (int i = 1; i < H * W; i++)
+      if (m[i] > m[best]) best = i;
+    int by = best / W, bx = best % W;
+    double far = 0;
+    int nf = 0;
+    for (int i = 0; i < H * W; i++) {
+      int dy2 = i / W - by, dx2 = i % W - bx;
+      if (dx2 * dx2 + dy2 * dy2 > 25) far = fmax(far, fabs(m[i])), nf++;
+    }
+    px[t] = bx;
+    printf("frame %d: peak %.3f at (%d, %d), largest |value| ≥5 px away %.3f\n", t, m[best], bx, by, far);
+    if (!(m[best] > 0.6 && m[best] > 2.5 * far)) ok_peak = 0;
+  }
+  CHECKF(ok_peak, "a frame of the sample has no single dominant peak");
+  int mono = 1;
+  for (int t = 1; t < T; t++)
+    if (px[t] < px[t - 1]) mono = 0;
+  CHECKF(mono && px[T - 1] - px[0] >= T / 2, "peak x positions do not move right monotonically");
+
+  /* PNG strip: sample frames (top), a training clip (bottom); channel projection as grey */
+  image im;
+  int scale = 4;
+  if (image_init(&im, T * (W * scale + 2), 2 * (H * scale + 2)) == TB_OK) {
+    float *ref = xmalloc((size_t)CLIP * sizeof(float));
+    make_clip(ref);
+    for (int row = 0; row < 2; row++) {
+      const float *src = row == 0 ? z : ref;
+      for (int t = 0; t < T; t++)
+        for (int i = 0; i < H * scale; i++)
+          for (int j = 0; j < W * scale; j++) {
+            double s = 0;
+            for (int ch = 0; ch < C; ch++) s += chan_w[ch] * src[(t * C + ch) * H * W + (i / scale) * W + j / scale];
+            double v = s / wn / 1.5;
+            int g = (int)(255 * (v < 0 ? 0 : v > 1 ? 1 : v));
+            uint8_t *p = image_pixel(&im, t * (W * scale + 2) + j, row * (H * scale + 2) + i);
+            if (p) p[0] = p[1] = p[2] = (uint8_t)g;
+          }
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/ddim_sample.png", test_outdir());
+    CHECK(image_save_png(&im, path) == TB_OK);
+    printf("wrote %s\n", path);
+    image_destroy(&im);
+    free(ref);
+  }
+  free(z), free(x0), free(xt), free(eps), free(dy), free(ex0), free(ext), free(eeps);
+  nn_adamw_free(&opt);
+  nn_ctx_free(c);
+  unet_free(&u);
+  return test_finish();
+}
