@@ -5,6 +5,7 @@
 #   make test-long   longer checks (full-size corpus, long training)
 #   make test-cuda   CUDA kernels against the CPU reference (skipped without a GPU)
 #   make asan        build into build-asan/ with ASan+UBSan and run the tests there
+#   make valgrind    the tests under valgrind memcheck (VALGRIND_FILTER=name to pick some)
 #   make bench       benchmarks (bench/), tables on stdout
 #   make fuzz        run the message fuzzer for FUZZ_SECONDS (default 60)
 #
@@ -113,7 +114,7 @@ BENCH_BINS  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 ALL_LIBS    := $(LIBKERNELS) $(LIBCUDA) $(LIBCOMMON)
 LINK_LIBS   := $(LDLIBS) $(CUDA_LIBS)
 
-.PHONY: all stages tests benches test test-long test-cuda asan bench bench-cuda fuzz clean help
+.PHONY: all stages tests benches test test-long test-cuda asan valgrind bench bench-cuda fuzz clean help
 all: stages tests benches
 
 stages: $(STAGE_BINS)
@@ -180,6 +181,14 @@ asan:
 	$(MAKE) BUILD=build-asan BIN=build-asan/bin SAN=1 OPT=-O1 NO_CUDA=1 all
 	BUILD=build-asan BIN=build-asan/bin TURBO_ASAN=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 sh tests/run.sh default
+
+# The compiled tests under valgrind (memcheck): errors and definite leaks fail the test. Shell
+# tests and the minutes-long learning test are left to `make test` and `make asan`.
+VALGRIND_FILTER ?=
+valgrind: all
+	BUILD=$(BUILD) BIN=$(BIN) TURBO_VALGRIND=1 TURBO_TEST_TIMEOUT=1800 \
+	  TURBO_TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
+	  sh tests/run.sh default $(VALGRIND_FILTER)
 
 bench: all
 	BUILD=$(BUILD) BIN=$(BIN) sh bench/run.sh cpu

@@ -560,7 +560,16 @@ static void sync_restore(catalogue *cat) {
 
 int catalogue_begin(catalogue *cat) {
   if (cat->depth == 0) {
-    if (exec_sql(cat, "BEGIN IMMEDIATE") != TB_OK) return TB_ERR;
+    double t0 = time_now();
+    if (exec_sql(cat, "BEGIN IMMEDIATE") != TB_OK) {
+      int code = sqlite3_extended_errcode(cat->db) & 0xff;
+      if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+        return err_wrap("waited %.1f s for another process's write transaction (raise "
+                        "$TURBO_CATALOGUE_BUSY_MS, or look for a stuck stage with "
+                        "'bin/catalogue runs'): ",
+                        time_now() - t0);
+      return TB_ERR;
+    }
   } else {
     if (txn_lost(cat)) return err_set("catalogue %s: transaction was rolled back by an earlier "
                                       "error; roll back and start again",

@@ -51,6 +51,11 @@ static int client_open_socket(client *c) {
     client_close_socket(c);
     return err_wrap("client for %s", c->endpoint);
   }
+  /* While the service is away, reconnect attempts back off exponentially from 100 ms to
+   * CLIENT_RECONNECT_MAX_MS instead of hammering a missing socket file every 100 ms. */
+  int ivl = 100, ivl_max = CLIENT_RECONNECT_MAX_MS;
+  zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+  zmq_setsockopt(c->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
   if (zmq_connect(c->sock, c->endpoint) != 0) {
     int e = zmq_errno();
     client_close_socket(c);

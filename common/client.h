@@ -30,6 +30,7 @@ extern "C" {
 #define CLIENT_TRIES 3        /* tries before client_call gives up */
 #define CLIENT_BUSY_BACKOFF_S 0.05 /* first wait after an MSG_ERR_BUSY reply; doubles per try */
 #define CLIENT_READY_POLL_S 0.25   /* ping timeout per attempt in client_wait_ready */
+#define CLIENT_RECONNECT_MAX_MS 800 /* ceiling of ZeroMQ's reconnect back-off within one try */
 #define CLIENT_SLOW_LINK_BPS 100e6 /* bytes/s: a try also waits 2 x payload / this (request up,
                                       a reply of like size down) before calling a service silent,
                                       so big tensors on a busy host are not resent in a loop */

@@ -108,7 +108,9 @@ static void field_clear(msg_field *f) {
 
 msg *msg_new(const char *schema, int version, uint64_t id) {
   msg *m = xcalloc(1, sizeof *m);
-  if (schema) snprintf(m->schema, sizeof m->schema, "%s", schema);
+  /* A name that does not fit stays empty, so msg_header_encode refuses the message rather
+   * than sending a truncated name. */
+  if (schema && strlen(schema) < sizeof m->schema) snprintf(m->schema, sizeof m->schema, "%s", schema);
   m->version = version;
   m->id = id;
   return m;
@@ -426,7 +428,9 @@ static void pack_cstr(msgpack_packer *pk, const char *s) {
 int msg_header_encode(const msg *m, void **buf, size_t *len) {
   *buf = NULL;
   *len = 0;
-  if (check_name("schema", m->schema) != TB_OK) return TB_ERR;
+  if (!m->schema[0])
+    return err_set("message has no schema name (empty, or longer than %d bytes at msg_new)",
+                   MSG_NAME_MAX - 1);
   if (m->version < 1) return err_set("%s: version %d (must be >= 1)", m->schema, m->version);
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
@@ -559,6 +563,9 @@ static int decode_field(mpack_reader *r, msg *m, const char *name) {
         } else if (e.type == MPACK_INT) {
           ints[k] = e.i;
           fl[k] = (double)e.i;
+        } else if (e.type == MPACK_UINT) {
+          rc = err_set("field '%s' element %u: integer %llu does not fit int64", name, k,
+                       (unsigned long long)e.u);
         } else if (e.type == MPACK_FLOAT) {
           any_float = 1;
           ints[k] = 0;

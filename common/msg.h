@@ -85,8 +85,8 @@ const char *msg_field_type_name(msg_field_type t);
 /* --- lifecycle ---------------------------------------------------------------------------- */
 
 /* A new, empty message. schema: a registered schema name (< MSG_NAME_MAX bytes); version >= 1.
- * Aborts on out-of-memory only; a bad name is caught by msg_send's self-check. Free with
- * msg_free. */
+ * Aborts on out-of-memory only; an empty or too long name or a version < 1 makes
+ * msg_header_encode (and so msg_send) fail with a message saying so. Free with msg_free. */
 msg *msg_new(const char *schema, int version, uint64_t id);
 /* Frees the fields, releases this msg's reference to every tensor (running the free callbacks
  * of tensors no send still holds) and closes received frames. NULL is fine. */

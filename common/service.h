@@ -24,6 +24,8 @@
  * every SERVICE_HEARTBEAT_MS. A client treats each one as proof of life and waits on; after
  * SERVICE_HEARTBEAT_LIVENESS silent intervals (or its own try timeout, whichever is longer) it
  * gives the try up. Idle clients are not heartbeated: they learn a service is alive by `ping`.
+ * A heartbeat that cannot be routed (ZMQ_ROUTER_MANDATORY: the client's socket is gone, e.g. it
+ * gave the try up) removes that client's queued request, so abandoned work is not done.
  *
  * Wire envelope: a client (DEALER) sends an empty delimiter frame, then the message; the service
  * (ROUTER) sees identity, delimiter, message, and answers with the same envelope. A REQ socket

@@ -7,6 +7,9 @@
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 #include <limits.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,6 +42,16 @@ video_enc_opts video_enc_opts_default(void) {
   o.preset = "fast";
   o.threads = 1;
   return o;
+}
+
+int video_enc_reproducible_heap(void) {
+#if defined(__GLIBC__) && defined(M_PERTURB)
+  /* any non-zero byte: new blocks are filled with its complement, freed ones with it */
+  if (mallopt(M_PERTURB, 0x5a) == 1) return TB_OK;
+  return err_set("mallopt(M_PERTURB) failed");
+#else
+  return err_set("this C library cannot fill new heap blocks; encoder output may vary by run");
+#endif
 }
 
 const char *video_enc_default_codec(void) {
@@ -211,6 +224,12 @@ video_enc *video_enc_open(const char *path, int width, int height, int fps,
     err_set("video_enc_open %s: frame buffer: %s", path, av_errstr(rc, eb, sizeof eb));
     enc_free(e);
     return NULL;
+  }
+  /* Zero the planes with their padding: encoders' vector code reads past the picture's right
+   * edge, and stale heap bytes there would make the output depend on earlier allocations. */
+  for (int p = 0; p < 3; p++) {
+    int rows = p == 0 ? height : (height + 1) / 2;
+    memset(e->frame->data[p], 0, (size_t)e->frame->linesize[p] * rows);
   }
   /* Full chroma input and accurate rounding keep flat colours within a few levels. */
   e->sws = sws_getContext(width, height, AV_PIX_FMT_RGB24, width, height, AV_PIX_FMT_YUV420P,

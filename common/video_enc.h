@@ -57,6 +57,14 @@ const char *video_enc_codec_name(const video_enc *e);
 /* Frames written so far. */
 int64_t video_enc_frames(const video_enc *e);
 
+/* Makes libx264's output a function of its input alone, for bit-for-bit reproducible files across
+ * runs and worker counts: libx264 (as linked through libavcodec 59) reads heap bytes it has not
+ * written, so its output depends on what earlier allocations left behind. This fills every new
+ * malloc block with a constant (glibc's M_PERTURB), process-wide; call it once from main()
+ * before encoding. Costs a memset per allocation. Returns TB_OK, or TB_ERR + err_get() where the
+ * C library offers no such switch (then outputs may differ between runs in a few bytes). */
+int video_enc_reproducible_heap(void);
+
 /* Name of the encoder video_enc_open would pick for opts->codec == NULL without opening a file
  * ("libx264", another H.264 encoder, "mpeg4"), or NULL when none is available. */
 const char *video_enc_default_codec(void);

@@ -6,6 +6,8 @@
 -- applies every migration with N > PRAGMA user_version in order, in one BEGIN IMMEDIATE
 -- transaction, then sets user_version to the last N. Never edit an applied migration: append
 -- a new one (ALTER TABLE, new tables, data fixes) and raise CATALOGUE_SCHEMA_VERSION.
+-- make does not see this file as a dependency: after an edit, `touch common/catalogue.c`
+-- (tests/test_catalogue fails on a build whose compiled-in text differs from this file).
 --
 -- Conventions: times are REAL seconds since the Unix epoch (datetime(t, 'unixepoch') shows
 -- them); ids named in files and logs (sources, clips, runs, datasets, models, checkpoints) are

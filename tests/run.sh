@@ -10,6 +10,8 @@ BIN=${BIN:-bin}
 SUITE=${1:-default}
 FILTER=${2:-}
 TIMEOUT=${TURBO_TEST_TIMEOUT:-900}
+# TURBO_TEST_WRAPPER runs each compiled test under a tool, e.g. "valgrind --error-exitcode=1".
+TURBO_TEST_WRAPPER=${TURBO_TEST_WRAPPER:-}
 export BUILD BIN
 export TURBO_NO_TTY=1
 out="$BUILD/test-out"
@@ -25,6 +27,10 @@ for t in "$BUILD"/tests/test_* tests/test_*.sh; do
     long) case "$name" in *_long*) ;; *) continue ;; esac ;;
     cuda) case "$name" in *_cuda*) ;; *) continue ;; esac ;;
   esac
+  # Under valgrind: only compiled tests, and not the minutes-long training ones.
+  if [ "${TURBO_VALGRIND:-0}" = 1 ]; then
+    case "$t" in *.sh|*learns*|*_bench*) continue ;; esac
+  fi
   if [ -n "$FILTER" ]; then case "$name" in *"$FILTER"*) ;; *) continue ;; esac; fi
   list="$list $t"
 done
@@ -34,7 +40,7 @@ for t in $list; do
   start=$(date +%s)
   case "$t" in
     *.sh) TURBO_TEST_OUT="$out/$name" timeout "$TIMEOUT" sh "$t" >"$log" 2>&1 ;;
-    *) TURBO_TEST_OUT="$out/$name" timeout "$TIMEOUT" "$t" >"$log" 2>&1 ;;
+    *) TURBO_TEST_OUT="$out/$name" timeout "$TIMEOUT" $TURBO_TEST_WRAPPER "$t" >"$log" 2>&1 ;;
   esac
   rc=$?
   secs=$(( $(date +%s) - start ))

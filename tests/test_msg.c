@@ -619,6 +619,45 @@ static void test_misaligned_frame(void) {
   msg_free(m);
 }
 
+static void test_encode_limits(void) {
+  char longname[80];
+  memset(longname, 's', 79);
+  longname[79] = 0;
+  msg *m = msg_new(longname, 1, 1);
+  void *h = NULL;
+  size_t hl;
+  CHECK(msg_header_encode(m, &h, &hl) == TB_ERR && strstr(err_get(), "no schema name") && !h);
+  msg_free(m);
+  m = msg_new("echo", 0, 1);
+  CHECK(msg_header_encode(m, &h, &hl) == TB_ERR && strstr(err_get(), "version 0"));
+  msg_free(m);
+  /* a header over MSG_HEADER_MAX: 20 strings of 4000 bytes */
+  m = msg_new("echo", 1, 1);
+  char big[4001];
+  memset(big, 'b', 4000);
+  big[4000] = 0;
+  for (int i = 0; i < 20; i++) {
+    char nm[16];
+    snprintf(nm, sizeof nm, "f%d", i);
+    CHECK(msg_set_str(m, nm, big) == TB_OK);
+  }
+  CHECK(msg_header_encode(m, &h, &hl) == TB_ERR && strstr(err_get(), "at most 65536"));
+  msg_free(m);
+  /* too many tensors */
+  m = msg_new("echo", 1, 1);
+  int64_t one[1] = {1};
+  float v = 0;
+  tensor t = tensor_view(DTYPE_F32, 1, one, &v);
+  for (int i = 0; i < MSG_MAX_TENSORS; i++) {
+    char nm[16];
+    snprintf(nm, sizeof nm, "t%d", i);
+    CHECK(msg_add_tensor(m, nm, &t, NULL, NULL) == TB_OK);
+  }
+  CHECK(msg_add_tensor(m, "over", &t, NULL, NULL) == TB_ERR && strstr(err_get(), "32 tensors"));
+  CHECK(msg_tensor_count(m) == MSG_MAX_TENSORS && msg_payload_bytes(m) == 4 * MSG_MAX_TENSORS);
+  msg_free(m);
+}
+
 static void test_error_msg(void) {
   msg *e = msg_error_new(MSG_ERR_UNKNOWN_SCHEMA, "unknown schema 'x'", "x", 12);
   int code;
@@ -686,6 +725,7 @@ int main(void) {
   test_decoder_rejections();
   test_misaligned_frame();
   test_error_msg();
+  test_encode_limits();
   test_fuzz_seeds_valid();
   zmq_ctx_term(ctx);
   schema_registry_free(g_reg);

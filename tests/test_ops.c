@@ -627,6 +627,28 @@ static void check_optim(void) {
   CHECKF(dropped > 60 && dropped < 140, "cond drop: %d of 1000 dropped at p = 0.1", dropped);
 }
 
+/* Masked keys get probability exactly 0 on every backend (motion guidance reads the maps). */
+static void check_mask_exact(void) {
+  int B = 2, H = 2, Nq = 6, Nk = 40, D = 8; // Nk above the fast backend's short-sequence path too
+  for (int pass = 0; pass < 2; pass++, Nk = 5) {
+    float *q = rnd((int64_t)B * H * Nq * D, -1, 1), *k = rnd((int64_t)B * H * Nk * D, -1, 1);
+    float *v = rnd((int64_t)B * H * Nk * D, -1, 1), *o = zeros((int64_t)B * H * Nq * D);
+    float *p = zeros((int64_t)B * H * Nq * Nk);
+    uint8_t *keep = xcalloc((size_t)Nq * Nk, 1);
+    for (int i = 0; i < Nq * Nk; i++) keep[i] = (i * 7) % 3 != 0;
+    op_attn_mask m = {.keep = keep, .mb = 1};
+    for (int b = 0; b < OPS_NBACKENDS; b++) {
+      const ops_backend *be = ops_backend_get((ops_backend_id)b);
+      if (!be || !be->attention_fwd) continue;
+      be->attention_fwd(o, p, q, k, v, &m, B, H, Nq, Nk, D, 0.35f);
+      int bad = 0;
+      for (int64_t e = 0; e < (int64_t)B * H * Nq * Nk; e++) bad += !keep[e % (Nq * Nk)] && p[e] != 0.0f;
+      CHECKF(!bad, "%s: %d masked probabilities are not exactly 0 (Nk %d)", be->name, bad, Nk);
+    }
+    free(q), free(k), free(v), free(o), free(p), free(keep);
+  }
+}
+
 /* Dropout draws must not depend on threads: fast with 1 and 2 threads gives the same mask. */
 static void check_determinism(void) {
   const ops_backend *fast = ops_backend_get(OPS_CPU_FAST);
@@ -707,9 +729,11 @@ int main(void) {
   ops_set_num_threads(2);
   case_conv2d(5, 16, 12, 10, 24, 3, 1, 1, 1);
   case_attention("attention 64 tokens", 2, 2, 64, 64, 16, 0, 1);
+  case_attention("attention 40 keys", 2, 2, 33, 40, 8, 1, 1); // above the short-sequence path
   check_embeddings();
   check_optim();
   check_determinism();
+  check_mask_exact();
   printf("%d backend/op pairs skipped; %.1f s\n", g_skipped, time_now() - t0);
   return test_finish();
 }

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+#include <omp.h>
+
 #include "common/image.h"
 #include "common/log.h"
 #include "kernels/nn.h"
@@ -91,6 +94,10 @@ static void noise_batch(float *x0, float *xt, float *eps, float *tt, int B) {
 
 int main(void) {
   test_begin("test_unet_learns");
+  /* one thread: on a shared 2-core machine the extra threads mostly wait for each other */
+  int nt = getenv("TURBO_LEARN_THREADS") ? atoi(getenv("TURBO_LEARN_THREADS")) : 1;
+  omp_set_num_threads(nt);
+  openblas_set_num_threads(nt);
   double budget = getenv("TURBO_LEARN_SECONDS") ? atof(getenv("TURBO_LEARN_SECONDS")) : 100.0;
   double ab = 1;
   for (int i = 0; i < STEPS_DDPM; i++) {
@@ -141,7 +148,10 @@ int main(void) {
     nn_adamw_step(&opt, u.params.data, u.params.grad, nn_lr_at(NN_LR_CONSTANT, step, lr, 20, 0, 0));
     double l = s / n;
     ema = ema < 0 ? l : 0.95 * ema + 0.05 * l;
-    if (step % 25 == 0) printf("step %4d  loss %.4f  (avg %.4f)  %.1fs\n", step, l, ema, time_now() - t0);
+    if (step % 25 == 0) {
+      printf("step %4d  loss %.4f  (avg %.4f)  %.1fs\n", step, l, ema, time_now() - t0);
+      fflush(stdout);
+    }
     step++;
   }
   double loss1 = eval_loss(&u, c, ext, eeps, ett, ctx, EB);
@@ -164,6 +174,8 @@ int main(void) {
     const float *e = nn_data(c, y);
     for (int64_t i = 0; i < CLIP; i++) {
       double x0h = (z[i] - sqrt(1 - a) * e[i]) / sqrt(a);
+      /* clip the predicted clean clip to the data range, as DDPM samplers do */
+      x0h = x0h < -1.6 ? -1.6 : x0h > 1.6 ? 1.6 : x0h;
       z[i] = (float)(sqrt(ap) * x0h + sqrt(1 - ap) * e[i]);
     }
   }

@@ -15,6 +15,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -579,21 +582,55 @@ static void fast_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, 
                           x * 0.39894228f * expf(-0.5f * x * x));
   }
 }
-/* exp(x) for x <= 0 (softmax arguments after the max is subtracted), vectorisable: 2^(x log2 e)
- * split into 2^n (exponent bits) times 2^f, f in [-1/2, 1/2], by a degree-7 Taylor polynomial;
- * relative error below 1e-7 (checked against expf in test_ops through the reference). Arguments
- * below -87 flush to 0 (expf would give a denormal that the row sum cannot notice). */
-#pragma omp declare simd
+/* exp(x) for x <= 0 (softmax arguments after the max is subtracted): 2^(x log2 e) split into
+ * 2^n (added to the exponent bits) times 2^f, f in [-1/2, 1/2], by a degree-7 Taylor polynomial;
+ * relative error below 2e-7. Arguments below -87 (and masked -inf entries) give exactly 0:
+ * exp(-87) ~ 1.6e-38 is invisible in a row sum >= 1, and masked keys must get probability 0. SSE2 (the x86-64 baseline) four at a time, scalar elsewhere. */
+#define EXP_POLY(f)                                                                          \
+  (1.0f + (f) * (1.0f + (f) * (0.5f + (f) * (1.0f / 6 + (f) * (1.0f / 24 + (f) * (1.0f / 120 + \
+   (f) * (1.0f / 720 + (f) * (1.0f / 5040))))))))
 static inline float exp_nonpos(float x) {
-  if (x < -87.0f) return 0.0f;
+  if (x < -87.0f) return 0.0f; // also a masked (-inf) entry: exactly zero
   float t = x * 1.4426950408889634f;
   float r = (t + 12582912.0f) - 12582912.0f; // round to nearest integer (|t| < 2^22)
   float f = (t - r) * 0.6931471805599453f;   // 2^(t-r) = e^f
-  float p = 1.0f + f * (1.0f + f * (0.5f + f * (1.0f / 6 + f * (1.0f / 24 + f * (1.0f / 120 +
-            f * (1.0f / 720 + f * (1.0f / 5040)))))));
-  union { float f; int32_t i; } u = {p};
-  u.i += (int32_t)r << 23; // times 2^r
+  union { float f; int32_t i; } u = {EXP_POLY(f)};
+  u.i += (int32_t)r << 23;
   return u.f;
+}
+/* p[j] = exp(p[j] - mx) for j < n; returns the sum (fixed order: four lanes, then the tail). */
+static float exp_row(float *p, int n, float mx) {
+  int j = 0;
+  float sum = 0.0f;
+#ifdef __SSE2__
+  __m128 acc = _mm_setzero_ps(), vmx = _mm_set1_ps(mx), lo = _mm_set1_ps(-87.0f);
+  for (; j + 4 <= n; j += 4) {
+    __m128 xr = _mm_sub_ps(_mm_loadu_ps(p + j), vmx), x = _mm_max_ps(xr, lo);
+    __m128 t = _mm_mul_ps(x, _mm_set1_ps(1.4426950408889634f));
+    __m128i ri = _mm_cvtps_epi32(t); // round to nearest
+    __m128 f = _mm_mul_ps(_mm_sub_ps(t, _mm_cvtepi32_ps(ri)), _mm_set1_ps(0.6931471805599453f));
+    __m128 q = _mm_set1_ps(1.0f / 5040);
+    q = _mm_add_ps(_mm_mul_ps(q, f), _mm_set1_ps(1.0f / 720));
+    q = _mm_add_ps(_mm_mul_ps(q, f), _mm_set1_ps(1.0f / 120));
+    q = _mm_add_ps(_mm_mul_ps(q, f), _mm_set1_ps(1.0f / 24));
+    q = _mm_add_ps(_mm_mul_ps(q, f), _mm_set1_ps(1.0f / 6));
+    q = _mm_add_ps(_mm_mul_ps(q, f), _mm_set1_ps(0.5f));
+    q = _mm_add_ps(_mm_mul_ps(q, f), _mm_set1_ps(1.0f));
+    q = _mm_add_ps(_mm_mul_ps(q, f), _mm_set1_ps(1.0f));
+    q = _mm_castsi128_ps(_mm_add_epi32(_mm_castps_si128(q), _mm_slli_epi32(ri, 23)));
+    q = _mm_and_ps(q, _mm_cmpge_ps(xr, lo)); // below -87 or -inf: 0
+    _mm_storeu_ps(p + j, q);
+    acc = _mm_add_ps(acc, q);
+  }
+  float lanes[4];
+  _mm_storeu_ps(lanes, acc);
+  sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+#endif
+  for (; j < n; j++) {
+    p[j] = exp_nonpos(p[j] - mx);
+    sum += p[j];
+  }
+  return sum;
 }
 
 /* Softmax of one row in place with a mask (add, keep may be NULL): one expf per element (the
@@ -611,13 +648,7 @@ static void fast_softmax_row(float *p, const float *add, const uint8_t *keep, in
     memset(p, 0, sizeof(float) * n);
     return;
   }
-  float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-  for (int j = 0; j < n; j++) {
-    float e = exp_nonpos(p[j] - mx);
-    p[j] = e;
-    sum += e;
-  }
+  float sum = exp_row(p, n, mx);
   float inv = 1.0f / sum;
   for (int j = 0; j < n; j++) p[j] *= inv;
 }
@@ -681,7 +712,9 @@ static void fast_sumsq(float *out, const float *x, int64_t n) {
   free(part);
 }
 
-/* ---- attention: per (b, h), scores and outputs by sgemm ------------------------------------------- */
+/* ---- attention: per (b, h), scores and outputs by sgemm ------------------------------------------
+ * Even the temporal attention's 16x16x16 products run faster through OpenBLAS than through
+ * plain vectorised loops (measured: fwd 7.8 vs 6.3, bwd 17.6 vs 9.6 GFLOP/s, one thread). */
 
 static void fast_attention_fwd(float *out, float *probs, const float *q, const float *k,
                                const float *v, const op_attn_mask *mask, int B, int H, int Nq,

@@ -192,12 +192,12 @@ unet_config unet_config_default(void) {
   unet_config c;
   memset(&c, 0, sizeof c);
   c.in_ch = c.out_ch = 4;
-  c.model_ch = 64;
+  c.model_ch = 48;
   c.n_levels = 3;
   c.ch_mult[0] = 1, c.ch_mult[1] = 2, c.ch_mult[2] = 2;
   c.n_res = 1;
   c.attn_levels = 0x6; /* 8×8 and 4×4 of a 16×16 latent */
-  c.head_ch = 32;
+  c.head_ch = 24;
   c.text_dim = 128;
   c.max_frames = 16;
   c.temporal_conv = 1;

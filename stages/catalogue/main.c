@@ -90,10 +90,21 @@ static int text_width(const char *s) {
   return w;
 }
 
-/* Prints s cut to at most `width` code points (with "..." when cut), padded to `pad`. */
-static void print_cell(const char *s, int width, int pad, int last) {
+/* 1 when s is a whole number in C syntax (such columns are right-aligned). */
+static int is_number(const char *s) {
+  char *end = NULL;
+  if (!*s) return 0;
+  strtod(s, &end);
+  return *end == 0;
+}
+
+/* Prints s cut to at most `width` code points (with "..." when cut), padded to `pad` on the
+ * right, or on the left when `right` is set. */
+static void print_cell(const char *s, int width, int pad, int last, int right) {
   int w = text_width(s);
   int shown = 0;
+  if (right)
+    for (int i = w; i < pad; i++) putchar(' ');
   if (width > 0 && w > width) {
     int keep = width > 3 ? width - 3 : width;
     for (const char *p = s; *p; p++) {
@@ -108,6 +119,7 @@ static void print_cell(const char *s, int width, int pad, int last) {
     for (const char *p = s; *p; p++) putchar(*p == '\n' || *p == '\t' ? ' ' : *p);
     shown = w;
   }
+  if (right) shown = w > pad ? w : pad;
   if (!last)
     for (int i = shown; i < pad + 2; i++) putchar(' ');
 }
@@ -115,7 +127,15 @@ static void print_cell(const char *s, int width, int pad, int last) {
 static void table_print(table *t) {
   if (t->csv || !t->names) return;
   int *wid = xcalloc((size_t)t->ncol, sizeof *wid);
-  for (int c = 0; c < t->ncol; c++) wid[c] = text_width(t->names[c]);
+  int *num = xcalloc((size_t)t->ncol, sizeof *num);
+  for (int c = 0; c < t->ncol; c++) {
+    wid[c] = text_width(t->names[c]);
+    num[c] = t->rows > 0;
+    for (int64_t r = 0; r < t->rows && num[c]; r++) {
+      const char *v = t->cells[r * t->ncol + c];
+      if (v && !is_number(v)) num[c] = 0;
+    }
+  }
   for (int64_t r = 0; r < t->rows; r++)
     for (int c = 0; c < t->ncol; c++) {
       const char *v = t->cells[r * t->ncol + c];
@@ -123,7 +143,8 @@ static void table_print(table *t) {
       if (t->max_width > 0 && w > t->max_width) w = t->max_width;
       if (w > wid[c]) wid[c] = w;
     }
-  for (int c = 0; c < t->ncol; c++) print_cell(t->names[c], t->max_width, wid[c], c == t->ncol - 1);
+  for (int c = 0; c < t->ncol; c++)
+    print_cell(t->names[c], t->max_width, wid[c], c == t->ncol - 1, num[c]);
   putchar('\n');
   for (int c = 0; c < t->ncol; c++) {
     for (int i = 0; i < wid[c]; i++) putchar('-');
@@ -133,11 +154,12 @@ static void table_print(table *t) {
   for (int64_t r = 0; r < t->rows; r++) {
     for (int c = 0; c < t->ncol; c++) {
       const char *v = t->cells[r * t->ncol + c];
-      print_cell(v ? v : NULL_TEXT, t->max_width, wid[c], c == t->ncol - 1);
+      print_cell(v ? v : NULL_TEXT, t->max_width, wid[c], c == t->ncol - 1, num[c]);
     }
     putchar('\n');
   }
   free(wid);
+  free(num);
 }
 
 static void table_free(table *t) {

@@ -322,6 +322,8 @@ int curate_dataset_build(catalogue *cat, const curate_cfg *cfg, const char *reci
   }
   int64_t dsid = 0, nmem = 0;
   for (int s = 0; s < r.nsubset; s++) nmem += quota[s];
+  for (int s = 0; s < r.nsubset && nmem == 0; s++)
+    if (ncand[s] == 0) log_error("subset %s: no clip passes its filters", r.subset[s].name);
   if (nmem == 0) {
     rc = err_set("dataset %s: no clip passes the recipe's filters", name);
     for (int s = 0; s < r.nsubset; s++) free(cand[s]);

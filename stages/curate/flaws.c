@@ -15,13 +15,15 @@ void flaws_detect(clip_stats *s) {
   /* Flow on heavy noise is noise: then only the block test counts, with a margin for it. */
   double thr = FLAW_STATIC_SCORE + FLAW_STATIC_NOISE_K * noise +
                FLAW_STATIC_FLICKER_K * clip_stats_get(s, "flicker", 0);
-  int cut = clip_stats_get(s, "cut_hist", 0) > FLAW_CUT_HIST ||
-            clip_stats_get(s, "cut_block", 0) > FLAW_CUT_BLOCK;
+  int fl = clip_stats_get(s, "flicker", 0) > FLAW_FLICKER;
+  /* Flicker shakes the colour histograms: then the block jump must confirm a cut. */
+  int cut = (clip_stats_get(s, "cut_hist", 0) > FLAW_CUT_HIST ||
+             clip_stats_get(s, "cut_block", 0) > FLAW_CUT_BLOCK) &&
+            (!fl || clip_stats_get(s, "cut_block", 0) > FLAW_CUT_BLOCK_FLICKER);
   int st = cap_motion > 0.5 && clip_stats_get(s, "caption_pan_follow", 0) < 0.5 &&
            clip_stats_get(s, "static_score", 1e9) < thr &&
            clip_stats_get(s, "static_score_full", 0) < thr &&
            (noise > FLAW_NOISE || cut || flow < FLAW_STATIC_FLOW);
-  int fl = clip_stats_get(s, "flicker", 0) > FLAW_FLICKER;
   int wm = clip_stats_get(s, "watermark", 0) > FLAW_WATERMARK;
   int lq = clip_stats_get(s, "noise", 0) > FLAW_NOISE ||
            clip_stats_get(s, "edge_width", 0) > FLAW_EDGE_WIDTH;

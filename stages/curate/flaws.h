@@ -11,7 +11,8 @@
  *   flaw_flicker    flicker > FLAW_FLICKER (mean |log| gain between consecutive frames)
  *   flaw_watermark  watermark > FLAW_WATERMARK (persistent corner structure)
  *   flaw_lowq       noise > FLAW_NOISE or edge_width > FLAW_EDGE_WIDTH (heavy noise or blur)
- *   flaw_cut        cut_hist > FLAW_CUT_HIST or cut_block > FLAW_CUT_BLOCK
+ *   flaw_cut        cut_hist > FLAW_CUT_HIST or cut_block > FLAW_CUT_BLOCK (on a flickering
+ *                   clip also cut_block > FLAW_CUT_BLOCK_FLICKER)
  *   flaw_any        any of the above
  * A wrong caption (a caption describing another video) cannot be judged from these numbers: it
  * needs a learned video-text score (recipe: `learned text_video_score >= X`).
@@ -34,8 +35,9 @@ extern "C" {
 #define FLAW_WATERMARK 0.03      /* excess density of thin dark strokes in one corner */
 #define FLAW_NOISE 5.0           /* noise sigma, 0..255 */
 #define FLAW_EDGE_WIDTH 0.9      /* sqrt(sum g^2 / sum L^2) on the strongest edges, source pixels */
-#define FLAW_CUT_HIST 0.2        /* histogram jump above the clip's median, 0..1 */
-#define FLAW_CUT_BLOCK 5.0       /* block-mean jump above the median, 0..255 */
+#define FLAW_CUT_HIST 0.09       /* histogram jump above the clip's median, 0..1 */
+#define FLAW_CUT_BLOCK 8.0       /* block-mean jump above the median, 0..255 */
+#define FLAW_CUT_BLOCK_FLICKER 2.0 /* on flickering clips the block jump must exceed this too */
 
 /* Names of the flags, NULL-terminated: "flaw_static", …, "flaw_cut" (not flaw_any). */
 extern const char *const flaw_names[];

@@ -246,6 +246,12 @@ static int scan_row(catalogue *cat, const curate_cfg *cfg, const manifest_row *r
     clip_stats_set(&cs, "analysis_frames", fr.n);
     clip_stats_set(&cs, "frames", clip_frames);
     clip_stats_caption(row->caption, &cs);
+    if (row->short_caption) {
+      clip_stats sc;
+      memset(&sc, 0, sizeof sc);
+      clip_stats_caption(row->short_caption, &sc);
+      clip_stats_set(&cs, "caption_short_words", clip_stats_get(&sc, "caption_words", 0));
+    }
     flaws_detect(&cs);
     clip_stats_set(&cs, "src_width", fr.info.width);
     clip_stats_set(&cs, "src_height", fr.info.height);

@@ -286,6 +286,8 @@ int main(int argc, char **argv) {
     log_warn("libx264 is missing from libavcodec: clips will be %s (check colour tolerances)",
              codec_used);
   cfg.enc.quiet = 1;
+  if (!plan_only && video_enc_reproducible_heap() != TB_OK)
+    log_warn("%s: clips may differ in a few bytes between runs", err_get());
 
   double t0 = time_now();
   char videos[PATH_MAX];

@@ -1,0 +1,20 @@
+# summary: built-in world: synth → curate → tailored datasets (distill + reward halves) → report
+#
+# The start of T2V-Turbo-v2's pipeline on the built-in world: a 2,000-clip raw corpus with real
+# flaws, curated into the catalogue, and the tailored datasets the later stages train on.
+# Arguments after the pipeline name go to bin/synth (e.g. --clips 500 --seed 7).
+pipeline_main() {
+  clips=${TURBO_CLIPS:-2000}
+  workers=${TURBO_WORKERS:-$(nproc 2>/dev/null || echo 2)}
+  corpus="$TURBO_WORKSPACE/corpus"
+  stage synth --clips "$clips" --workers "$workers" "$@"
+  stage curate --manifest "$corpus/manifest.csv" --root "$corpus" --workers "$workers"
+  stage curate --recipe pipelines/recipes/tailored.recipe
+  stage curate --recipe pipelines/recipes/distill_motion.recipe
+  stage curate --report
+  pipeline_summary
+  say "catalogue: $TURBO_WORKSPACE/catalogue.db   (./run.sh catalogue tables)"
+  say "report:    $TURBO_WORKSPACE/reports/curate.html"
+  say "datasets:  $(TURBO_WORKSPACE=$TURBO_WORKSPACE "$TURBO_BIN/catalogue" --workspace "$TURBO_WORKSPACE" datasets 2>/dev/null | tail -n +2 | awk '{print $1}' | tr '\n' ' ')"
+  say "next stages (encode, motion, teacher, reward, student, sample, eval) are not built yet"
+}

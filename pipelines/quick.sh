@@ -1,0 +1,10 @@
+# summary: the default pipeline at test size (a 40-clip corpus), in a minute or two
+pipeline_main() {
+  corpus="$TURBO_WORKSPACE/corpus"
+  stage synth --quick "$@"
+  stage curate --manifest "$corpus/manifest.csv" --root "$corpus" --workers 2
+  stage curate --recipe pipelines/recipes/quick.recipe
+  stage curate --report
+  pipeline_summary
+  say "report: $TURBO_WORKSPACE/reports/curate.html"
+}
