@@ -20,9 +20,11 @@ echo "$help" | grep -q '^  lib ' && bad "help lists lib.sh as a pipeline"
 ./run.sh no-such-thing >/dev/null 2>&1; rc=$?
 [ $rc -eq 2 ] && ok "unknown target exits 2" || bad "unknown target exit $rc"
 
-./run.sh catalogue tables > "$WS/tables.txt" 2>&1 && grep -q sources "$WS/tables.txt" \
-  && ok "single stage runs in the workspace" || { bad "catalogue tables"; cat "$WS/tables.txt"; }
-[ -f "$WS/catalogue.db" ] && ok "catalogue created in \$TURBO_WORKSPACE" || bad "no catalogue.db in $WS"
+./run.sh catalogue tables > "$WS/tables.txt" 2>&1; rc=$?
+[ $rc -ne 0 ] && grep -q "no catalogue at $WS/catalogue.db" "$WS/tables.txt" \
+  && ok "query on an empty workspace names the missing catalogue" || { bad "catalogue on empty ws (exit $rc)"; cat "$WS/tables.txt"; }
+./run.sh synth --clips 5 --plan-only > "$WS/synth.txt" 2>&1 && [ -s "$WS/corpus/manifest.jsonl" ] \
+  && ok "single stage runs alone in \$TURBO_WORKSPACE" || { bad "synth alone"; tail "$WS/synth.txt"; }
 
 # Services through pipelines/lib.sh: start echo, ping it, stop it; the socket goes away.
 (

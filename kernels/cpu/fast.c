@@ -595,7 +595,7 @@ static inline float exp_nonpos(float x) {
   float r = (t + 12582912.0f) - 12582912.0f; // round to nearest integer (|t| < 2^22)
   float f = (t - r) * 0.6931471805599453f;   // 2^(t-r) = e^f
   union { float f; int32_t i; } u = {EXP_POLY(f)};
-  u.i += (int32_t)r << 23;
+  u.i += (int32_t)r * (1 << 23); // times 2^r (r >= -126: no overflow)
   return u.f;
 }
 /* p[j] = exp(p[j] - mx) for j < n; returns the sum (fixed order: four lanes, then the tail). */

@@ -12,7 +12,7 @@
 #include "common/log.h"
 #include "common/safetensors.h"
 #include "stages/curate/flaws.h"
-#include "stages/curate/sheet.h"
+#include "common/image.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -225,12 +225,6 @@ int curate_report_write(catalogue *cat, const curate_cfg *cfg, const manifest *m
       html_text(f, fn);
       fputs("\" width=512>", f);
     }
-    snprintf(fn, sizeof fn, "%s-captions.html", dl.names[i]);
-    if (fs_exists(fs_join(p, sizeof p, dir, fn))) {
-      fputs("<br><a href=\"", f);
-      html_text(f, fn);
-      fputs("\">captions of the sheet's rows</a>", f);
-    }
     fputs("</p>\n", f);
   }
   fputs("</body></html>\n", f);
@@ -293,9 +287,6 @@ static int load_frames(catalogue *cat, const curate_cfg *cfg, int64_t clip, int6
   return rc;
 }
 
-static void blit(uint8_t *dst, int dw, int x0, int y0, const uint8_t *src, int w, int h) {
-  for (int y = 0; y < h; y++) memcpy(dst + ((size_t)(y0 + y) * dw + x0) * 3, src + (size_t)y * w * 3, (size_t)w * 3);
-}
 
 int curate_dataset_visuals(catalogue *cat, const curate_cfg *cfg, const char *name) {
   catalogue_dataset d;
@@ -340,53 +331,57 @@ int curate_dataset_visuals(catalogue *cat, const curate_cfg *cfg, const char *na
   char dir[4096], path[4096], fn[256];
   fs_join(dir, sizeof dir, cfg->workspace, "reports");
   fs_mkdir_p(dir);
-  /* Contact sheet: up to SHEET_ROWS clips, SHEET_COLS evenly spaced frames each. */
+  char *caps[GIF_GRID_W * GIF_GRID_H] = {0};
+  for (int i = 0; i < n; i++) {
+    catalogue_clip c;
+    if (catalogue_clip_get(cat, l.ids[i], &c) == 1) {
+      char buf[600];
+      snprintf(buf, sizeof buf, "#%lld %s", (long long)l.ids[i], c.caption_long ? c.caption_long : "");
+      caps[i] = xstrdup(buf);
+      catalogue_clip_clear(&c);
+    }
+  }
+  /* Contact sheet: one strip of SHEET_COLS evenly spaced frames per clip, caption below. */
   int rows = n < SHEET_ROWS ? n : SHEET_ROWS;
-  int sw = SHEET_COLS * (W + GAP) + GAP, shh = rows * (H + GAP) + GAP;
-  uint8_t *sheet = xmalloc((size_t)sw * shh * 3);
-  memset(sheet, 255, (size_t)sw * shh * 3);
-  for (int rI = 0; rI < rows; rI++)
+  image_grid g = {.cols = 2, .rows = (rows + 1) / 2, .cell_w = 2 * (SHEET_COLS * (W + GAP) - GAP),
+                  .cell_h = 2 * H, .pad = 8, .caption_h = 2 * IMAGE_GLYPH_H + 2, .scale = 1,
+                  .bg = {255, 255, 255}, .fg = {20, 20, 20}};
+  image sheet = {0}, strip = {0};
+  int rc = image_grid_init(&sheet, &g);
+  if (rc == TB_OK) rc = image_init(&strip, SHEET_COLS * (W + GAP) - GAP, H);
+  for (int r = 0; r < rows && rc == TB_OK; r++) {
+    image_fill(&strip, (rgb8){255, 255, 255});
     for (int c = 0; c < SHEET_COLS; c++) {
       int t = SHEET_COLS > 1 ? c * (T - 1) / (SHEET_COLS - 1) : 0;
-      blit(sheet, sw, GAP + c * (W + GAP), GAP + rI * (H + GAP), fr[rI] + (size_t)t * H * W * 3, W, H);
+      image fr1 = {.w = W, .h = H, .px = fr[r] + (size_t)t * H * W * 3};
+      image_blit(&strip, &fr1, c * (W + GAP), 0);
     }
+    rc = image_grid_put(&sheet, &g, r, &strip, caps[r]);
+  }
   snprintf(fn, sizeof fn, "%s-sheet.png", name);
-  int rc = sheet_png_write(fs_join(path, sizeof path, dir, fn), sheet, sw, shh);
-  free(sheet);
-  /* Captions of the sheet's rows, in order. */
+  if (rc == TB_OK) rc = image_save_png(&sheet, fs_join(path, sizeof path, dir, fn));
+  if (sheet.px) image_destroy(&sheet);
+  if (strip.px) image_destroy(&strip);
+  /* Animated grid, frames at twice their size. */
   if (rc == TB_OK) {
-    snprintf(fn, sizeof fn, "%s-captions.html", name);
-    fs_atomic *at = fs_atomic_open(fs_join(path, sizeof path, dir, fn));
-    if (at) {
-      FILE *f = fs_atomic_file(at);
-      fputs("<!doctype html><meta charset=utf-8><title>captions</title><ol>\n", f);
-      for (int rI = 0; rI < rows; rI++) {
-        catalogue_clip c;
-        fputs("<li>", f);
-        if (catalogue_clip_get(cat, l.ids[rI], &c) == 1) {
-          html_text(f, c.caption_long ? c.caption_long : "");
-          catalogue_clip_clear(&c);
-        }
-        fputs("</li>\n", f);
+    image_grid ga = {.cols = GIF_GRID_W, .rows = GIF_GRID_H, .cell_w = 2 * W, .cell_h = 2 * H,
+                     .pad = GAP, .caption_h = 0, .scale = 1, .bg = {255, 255, 255}, .fg = {0, 0, 0}};
+    image *frames = xcalloc((size_t)T, sizeof(image));
+    for (int t = 0; t < T && rc == TB_OK; t++) {
+      rc = image_grid_init(&frames[t], &ga);
+      for (int i = 0; i < n && rc == TB_OK; i++) {
+        image fr1 = {.w = W, .h = H, .px = fr[i] + (size_t)t * H * W * 3};
+        rc = image_grid_put(&frames[t], &ga, i, &fr1, NULL);
       }
-      fputs("</ol>\n", f);
-      fs_atomic_commit(at);
     }
-  }
-  /* Animated grid. */
-  if (rc == TB_OK) {
-    int gw = GIF_GRID_W * (W + GAP) + GAP, gh = GIF_GRID_H * (H + GAP) + GAP;
-    uint8_t *anim = xmalloc((size_t)T * gw * gh * 3);
-    memset(anim, 255, (size_t)T * gw * gh * 3);
-    for (int t = 0; t < T; t++)
-      for (int i = 0; i < n && i < GIF_GRID_W * GIF_GRID_H; i++)
-        blit(anim + (size_t)t * gw * gh * 3, gw, GAP + (i % GIF_GRID_W) * (W + GAP),
-             GAP + (i / GIF_GRID_W) * (H + GAP), fr[i] + (size_t)t * H * W * 3, W, H);
     snprintf(fn, sizeof fn, "%s-preview.gif", name);
-    rc = sheet_gif_write(fs_join(path, sizeof path, dir, fn), anim, T, gw, gh,
-                         (int)(100.0 / cfg->fps + 0.5));
-    free(anim);
+    if (rc == TB_OK)
+      rc = image_save_gif(fs_join(path, sizeof path, dir, fn), frames, T, (int)(100.0 / cfg->fps + 0.5), 0);
+    for (int t = 0; t < T; t++)
+      if (frames[t].px) image_destroy(&frames[t]);
+    free(frames);
   }
+  for (int i = 0; i < n; i++) free(caps[i]);
   for (int i = 0; i < n; i++) free(fr[i]);
   if (rc == TB_OK) log_info("previews: %s/%s-sheet.png, %s-preview.gif", dir, name, name);
   return rc;
