@@ -129,6 +129,9 @@ $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
+# The catalogue compiles schemas/catalogue.sql into itself (.incbin), which -MMD cannot see.
+$(BUILD)/common/catalogue.o: schemas/catalogue.sql
+
 $(LIBCOMMON): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^

@@ -22,7 +22,7 @@
 typedef void (*bench_fn)(void *ctx);
 
 static double time_it(bench_fn f, void *ctx) {
-  f(ctx); // warm-up: first-touch pages, BLAS buffers
+  f(ctx);  // warm-up: first-touch pages, BLAS buffers
   int reps = 0;
   double t0 = time_now(), t;
   do {
@@ -39,8 +39,12 @@ static float *buf(int64_t n) {
   return x;
 }
 
-/* ---- sgemm ---------------------------------------------------------------------------------------- */
-typedef struct { int M, N, K; float *A, *B, *C; } gemm_ctx;
+/* ---- sgemm
+ * ---------------------------------------------------------------------------------------- */
+typedef struct {
+  int M, N, K;
+  float *A, *B, *C;
+} gemm_ctx;
 static void run_gemm(void *p) {
   gemm_ctx *g = p;
   op_matmul(0, 0, g->M, g->N, g->K, 1.0f, g->A, g->B, 0.0f, g->C);
@@ -52,8 +56,12 @@ static double bench_gemm(int M, int N, int K) {
   return 2.0 * M * N * K / s * 1e-9;
 }
 
-/* ---- conv2d ---------------------------------------------------------------------------------------- */
-typedef struct { int N, C, H, W, Co, k, s, p; float *x, *w, *b, *y, *dx, *dw, *db, *col; } conv_ctx;
+/* ---- conv2d
+ * ---------------------------------------------------------------------------------------- */
+typedef struct {
+  int N, C, H, W, Co, k, s, p;
+  float *x, *w, *b, *y, *dx, *dw, *db, *col;
+} conv_ctx;
 static void run_conv_fwd(void *p) {
   conv_ctx *c = p;
   op_conv2d_fwd(c->y, c->x, c->w, c->b, c->N, c->C, c->H, c->W, c->Co, c->k, c->s, c->p);
@@ -90,15 +98,29 @@ static void run_conv_fwd_batched(void *p) {
 static void bench_conv(int N, int C, int H, int W, int Co, int k, int s, double ceil, int alt) {
   int p = k / 2, Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1;
   int64_t big = (int64_t)N * (C > Co ? C : Co) * H * W;
-  conv_ctx c = {N, C, H, W, Co, k, s, p, buf((int64_t)N * C * H * W), buf((int64_t)Co * C * k * k),
-                buf(Co), buf(big), buf(big), buf((int64_t)Co * C * k * k), buf(Co),
+  conv_ctx c = {N,
+                C,
+                H,
+                W,
+                Co,
+                k,
+                s,
+                p,
+                buf((int64_t)N * C * H * W),
+                buf((int64_t)Co * C * k * k),
+                buf(Co),
+                buf(big),
+                buf(big),
+                buf((int64_t)Co * C * k * k),
+                buf(Co),
                 alt ? buf((int64_t)C * k * k * N * H * W) : NULL};
   double flops = 2.0 * N * Co * Ho * Wo * C * k * k;
   double tf = time_it(run_conv_fwd, &c), tb = time_it(run_conv_bwd, &c);
-  printf("conv2d N=%-3d C=%-3d %2dx%-2d Co=%-3d k=%d s=%d   fwd %6.2f GF/s (%.2f)  bwd %6.2f GF/s "
-         "(%.2f)\n",
-         N, C, H, W, Co, k, s, flops / tf * 1e-9, flops / tf * 1e-9 / ceil,
-         2 * flops / tb * 1e-9, 2 * flops / tb * 1e-9 / ceil);
+  printf(
+      "conv2d N=%-3d C=%-3d %2dx%-2d Co=%-3d k=%d s=%d   fwd %6.2f GF/s (%.2f)  bwd %6.2f GF/s "
+      "(%.2f)\n",
+      N, C, H, W, Co, k, s, flops / tf * 1e-9, flops / tf * 1e-9 / ceil, 2 * flops / tb * 1e-9,
+      2 * flops / tb * 1e-9 / ceil);
   if (alt) {
     double ta = time_it(run_conv_fwd_batched, &c);
     printf("  layout: per-image im2col GEMMs %.2f ms, one batched im2col GEMM %.2f ms\n", tf * 1e3,
@@ -107,8 +129,12 @@ static void bench_conv(int N, int C, int H, int W, int Co, int k, int s, double 
   free(c.x), free(c.w), free(c.b), free(c.y), free(c.dx), free(c.dw), free(c.db), free(c.col);
 }
 
-/* ---- temporal conv ----------------------------------------------------------------------------------- */
-typedef struct { int B, T, C, S; float *x, *w, *b, *y, *dx, *dw, *db; } tconv_ctx;
+/* ---- temporal conv
+ * ----------------------------------------------------------------------------------- */
+typedef struct {
+  int B, T, C, S;
+  float *x, *w, *b, *y, *dx, *dw, *db;
+} tconv_ctx;
 static void run_tconv_fwd(void *p) {
   tconv_ctx *c = p;
   op_tconv_fwd(c->y, c->x, c->w, c->b, c->B, c->T, c->C, c->S, c->C, 3);
@@ -119,19 +145,28 @@ static void run_tconv_bwd(void *p) {
 }
 static void bench_tconv(int B, int T, int C, int S, double ceil) {
   int64_t n = (int64_t)B * T * C * S;
-  tconv_ctx c = {B, T, C, S, buf(n), buf((int64_t)C * C * 3), buf(C), buf(n), buf(n),
-                 buf((int64_t)C * C * 3), buf(C)};
+  tconv_ctx c = {B,      T,
+                 C,      S,
+                 buf(n), buf((int64_t)C * C * 3),
+                 buf(C), buf(n),
+                 buf(n), buf((int64_t)C * C * 3),
+                 buf(C)};
   double flops = 2.0 * B * T * C * S * C * 3 * (T > 1 ? (3.0 * T - 2) / (3.0 * T) : 1.0 / 3);
   double tf = time_it(run_tconv_fwd, &c), tb = time_it(run_tconv_bwd, &c);
-  printf("tconv  B=%d T=%-2d C=%-3d S=%-4d kt=3          fwd %6.2f GF/s (%.2f)  bwd %6.2f GF/s "
-         "(%.2f)\n",
-         B, T, C, S, flops / tf * 1e-9, flops / tf * 1e-9 / ceil, 2 * flops / tb * 1e-9,
-         2 * flops / tb * 1e-9 / ceil);
+  printf(
+      "tconv  B=%d T=%-2d C=%-3d S=%-4d kt=3          fwd %6.2f GF/s (%.2f)  bwd %6.2f GF/s "
+      "(%.2f)\n",
+      B, T, C, S, flops / tf * 1e-9, flops / tf * 1e-9 / ceil, 2 * flops / tb * 1e-9,
+      2 * flops / tb * 1e-9 / ceil);
   free(c.x), free(c.w), free(c.b), free(c.y), free(c.dx), free(c.dw), free(c.db);
 }
 
-/* ---- attention ---------------------------------------------------------------------------------------- */
-typedef struct { int B, H, N, D; float *q, *k, *v, *o, *p, *dq, *dk, *dv, *dp; } attn_ctx;
+/* ---- attention
+ * ---------------------------------------------------------------------------------------- */
+typedef struct {
+  int B, H, N, D;
+  float *q, *k, *v, *o, *p, *dq, *dk, *dv, *dp;
+} attn_ctx;
 static void run_attn_fwd(void *x) {
   attn_ctx *a = x;
   op_attention_fwd(a->o, a->p, a->q, a->k, a->v, NULL, a->B, a->H, a->N, a->N, a->D,
@@ -139,14 +174,14 @@ static void run_attn_fwd(void *x) {
 }
 static void run_attn_bwd(void *x) {
   attn_ctx *a = x;
-  op_attention_bwd(a->dq, a->dk, a->dv, a->o, a->dp, a->q, a->k, a->v, a->p, a->B, a->H, a->N,
-                   a->N, a->D, 1.0f / sqrtf((float)a->D));
+  op_attention_bwd(a->dq, a->dk, a->dv, a->o, a->dp, a->q, a->k, a->v, a->p, a->B, a->H, a->N, a->N,
+                   a->D, 1.0f / sqrtf((float)a->D));
 }
 static void bench_attn(const char *what, int B, int H, int N, int D, double ceil) {
   int64_t nq = (int64_t)B * H * N * D, np = (int64_t)B * H * N * N;
-  attn_ctx a = {B, H, N, D, buf(nq), buf(nq), buf(nq), buf(nq), buf(np), buf(nq), buf(nq), buf(nq),
-                buf(np)};
-  run_attn_fwd(&a); // valid probabilities for the backward
+  attn_ctx a = {B,       H,       N,       D,       buf(nq), buf(nq), buf(nq),
+                buf(nq), buf(np), buf(nq), buf(nq), buf(nq), buf(np)};
+  run_attn_fwd(&a);  // valid probabilities for the backward
   double flops = 4.0 * B * H * (double)N * N * D;
   double tf = time_it(run_attn_fwd, &a), tb = time_it(run_attn_bwd, &a);
   printf("attn %-9s B*H=%-5d N=%-3d D=%-3d         fwd %6.2f GF/s (%.2f)  bwd %6.2f GF/s (%.2f)\n",
@@ -171,8 +206,8 @@ int main(void) {
     bench_conv(16, 64, 16, 16, 64, 1, 1, g512, 0);
     bench_conv(16, 64, 16, 16, 128, 3, 2, g512, 0);
     bench_tconv(1, 16, 64, 256, g512);
-    bench_attn("spatial", 16, 4, 256, 16, g512);  // 16 frames, 4 heads, 16x16 tokens
-    bench_attn("temporal", 256, 4, 16, 16, g512); // 256 positions, 4 heads, 16 frames
+    bench_attn("spatial", 16, 4, 256, 16, g512);   // 16 frames, 4 heads, 16x16 tokens
+    bench_attn("temporal", 256, 4, 16, 16, g512);  // 256 positions, 4 heads, 16 frames
   }
   printf("\ntotal %.1f s\n", time_now() - t0);
   return 0;

@@ -63,6 +63,8 @@ enum {
   ST_RUN_INTERRUPT,
   ST_METRIC_SET,
   ST_SCORE_INSERT,
+  ST_SAVEPOINT,
+  ST_RELEASE,
   ST_COUNT
 };
 
@@ -156,6 +158,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SCORE_INSERT] =
         "INSERT INTO scores (run_id, model_id, checkpoint_id, suite, dimension, prompt, clip_id,"
         " value, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    /* nested transactions: prepared once, as helpers open one per call */
+    [ST_SAVEPOINT] = "SAVEPOINT tb",
+    [ST_RELEASE] = "RELEASE tb",
 };
 
 struct catalogue {
@@ -574,7 +579,8 @@ int catalogue_begin(catalogue *cat) {
     if (txn_lost(cat)) return err_set("catalogue %s: transaction was rolled back by an earlier "
                                       "error; roll back and start again",
                                       cat->path);
-    if (exec_sql(cat, "SAVEPOINT tb") != TB_OK) return TB_ERR;
+    sqlite3_stmt *s = stmt(cat, ST_SAVEPOINT);
+    if (!s || step_done(cat, s, "SAVEPOINT") != TB_OK) return TB_ERR;
   }
   cat->depth++;
   return TB_OK;
@@ -601,7 +607,8 @@ int catalogue_commit(catalogue *cat) {
     return err_set("catalogue %s: transaction was rolled back by an earlier error", cat->path);
   }
   if (cat->depth > 1) {
-    if (exec_sql(cat, "RELEASE tb") != TB_OK) {
+    sqlite3_stmt *s = stmt(cat, ST_RELEASE);
+    if (!s || step_done(cat, s, "RELEASE") != TB_OK) {
       char msg[1024];
       snprintf(msg, sizeof msg, "%s", err_get());
       catalogue_rollback(cat);

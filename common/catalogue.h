@@ -26,8 +26,8 @@
  * - Writes: every function that changes rows runs inside a transaction. Outside one, it opens
  *   its own (BEGIN IMMEDIATE, so waiting writers queue on the busy timeout instead of failing
  *   with SQLITE_BUSY); inside the caller's catalogue_begin() it joins that transaction as a
- *   savepoint. Wrap loops of inserts in catalogue_begin/commit: one commit per batch is ~100x
- *   faster than one per row.
+ *   savepoint. Wrap loops of inserts in catalogue_begin/commit: one commit per batch is several
+ *   times faster than one per row (about 6x for curate-like rows), and all-or-nothing.
  * - Processes: a handle belongs to one thread of one process. Never use a handle across
  *   fork(): open one per worker process after the fork. Many processes may write at once.
  */

@@ -180,7 +180,7 @@ nn_var nn_geglu(nn_ctx *c, nn_var x, int64_t M, int64_t F);
 nn_var nn_add(nn_ctx *c, nn_var a, nn_var b);
 /* x (A, R, S) + e (A, R) broadcast over S; S = 1 is a plain add. */
 nn_var nn_add_bcast_last(nn_ctx *c, nn_var x, nn_var e, int64_t A, int64_t R, int64_t S);
-/* x (A, R) + p (R) broadcast over A. */
+/* x (A, R) + p[0:R] broadcast over A (p may be longer: the first rows of a position table). */
 nn_var nn_add_bcast_first(nn_ctx *c, nn_var x, nn_var p, int64_t A, int64_t R);
 /* (N, Ca, S) ++ (N, Cb, S) → (N, Ca+Cb, S) */
 nn_var nn_concat_chan(nn_ctx *c, nn_var a, nn_var b, int64_t N, int64_t Ca, int64_t Cb, int64_t S);

@@ -8,8 +8,7 @@
 #include "common/log.h"
 #include "kernels/cpu/cpu_ops.h"
 
-static const ops_backend *g_tables[OPS_NBACKENDS] = {&ops_cpu_ref_table, &ops_cpu_fast_table,
-                                                     NULL};
+static const ops_backend *g_tables[OPS_NBACKENDS] = {&ops_cpu_ref_table, &ops_cpu_fast_table, NULL};
 static ops_backend_id g_current = OPS_CPU_FAST;
 
 const ops_backend *ops_backend_get(ops_backend_id id) {
@@ -50,70 +49,88 @@ static void ops_unsupported(const char *op) {
                   ops_backend_name(g_current));
 }
 
-#define OPS_CALL(name, ...)                                                                \
-  do {                                                                                     \
-    const ops_backend *be_ = g_tables[g_current];                                          \
-    if (!be_->name) ops_unsupported(#name);                                                \
-    be_->name(__VA_ARGS__);                                                                \
+#define OPS_CALL(name, ...)                       \
+  do {                                            \
+    const ops_backend *be_ = g_tables[g_current]; \
+    if (!be_->name) ops_unsupported(#name);       \
+    be_->name(__VA_ARGS__);                       \
   } while (0)
 
 /* ---- forwarding ------------------------------------------------------------------------------ */
 
-void op_matmul(int transA, int transB, int M, int N, int K, float alpha, const float *A, const float *Bm, float beta, float *Cm) {
+void op_matmul(int transA, int transB, int M, int N, int K, float alpha, const float *A,
+               const float *Bm, float beta, float *Cm) {
   OPS_CALL(matmul, transA, transB, M, N, K, alpha, A, Bm, beta, Cm);
 }
 
-void op_linear_fwd(float *out, const float *inp, const float *weight, const float *bias, int N, int Cin, int Cout) {
+void op_linear_fwd(float *out, const float *inp, const float *weight, const float *bias, int N,
+                   int Cin, int Cout) {
   OPS_CALL(linear_fwd, out, inp, weight, bias, N, Cin, Cout);
 }
 
-void op_linear_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight, int N, int Cin, int Cout) {
+void op_linear_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                   const float *weight, int N, int Cin, int Cout) {
   OPS_CALL(linear_bwd, dinp, dweight, dbias, dout, inp, weight, N, Cin, Cout);
 }
 
-void op_conv2d_fwd(float *out, const float *inp, const float *weight, const float *bias, int N, int Cin, int H, int W, int Cout, int k, int stride, int pad) {
+void op_conv2d_fwd(float *out, const float *inp, const float *weight, const float *bias, int N,
+                   int Cin, int H, int W, int Cout, int k, int stride, int pad) {
   OPS_CALL(conv2d_fwd, out, inp, weight, bias, N, Cin, H, W, Cout, k, stride, pad);
 }
 
-void op_conv2d_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight, int N, int Cin, int H, int W, int Cout, int k, int stride, int pad) {
+void op_conv2d_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                   const float *weight, int N, int Cin, int H, int W, int Cout, int k, int stride,
+                   int pad) {
   OPS_CALL(conv2d_bwd, dinp, dweight, dbias, dout, inp, weight, N, Cin, H, W, Cout, k, stride, pad);
 }
 
-void op_tconv_fwd(float *out, const float *inp, const float *weight, const float *bias, int B, int T, int Cin, int S, int Cout, int kt) {
+void op_tconv_fwd(float *out, const float *inp, const float *weight, const float *bias, int B,
+                  int T, int Cin, int S, int Cout, int kt) {
   OPS_CALL(tconv_fwd, out, inp, weight, bias, B, T, Cin, S, Cout, kt);
 }
 
-void op_tconv_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight, int B, int T, int Cin, int S, int Cout, int kt) {
+void op_tconv_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                  const float *weight, int B, int T, int Cin, int S, int Cout, int kt) {
   OPS_CALL(tconv_bwd, dinp, dweight, dbias, dout, inp, weight, B, T, Cin, S, Cout, kt);
 }
 
-void op_conv3d_fwd(float *out, const float *inp, const float *weight, const float *bias, int B, int T, int Cin, int H, int W, int Cout, int kt, int k, int stride_t, int stride, int pad_t, int pad) {
-  OPS_CALL(conv3d_fwd, out, inp, weight, bias, B, T, Cin, H, W, Cout, kt, k, stride_t, stride, pad_t, pad);
+void op_conv3d_fwd(float *out, const float *inp, const float *weight, const float *bias, int B,
+                   int T, int Cin, int H, int W, int Cout, int kt, int k, int stride_t, int stride,
+                   int pad_t, int pad) {
+  OPS_CALL(conv3d_fwd, out, inp, weight, bias, B, T, Cin, H, W, Cout, kt, k, stride_t, stride,
+           pad_t, pad);
 }
 
-void op_conv3d_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight, int B, int T, int Cin, int H, int W, int Cout, int kt, int k, int stride_t, int stride, int pad_t, int pad) {
-  OPS_CALL(conv3d_bwd, dinp, dweight, dbias, dout, inp, weight, B, T, Cin, H, W, Cout, kt, k, stride_t, stride, pad_t, pad);
+void op_conv3d_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                   const float *weight, int B, int T, int Cin, int H, int W, int Cout, int kt,
+                   int k, int stride_t, int stride, int pad_t, int pad) {
+  OPS_CALL(conv3d_bwd, dinp, dweight, dbias, dout, inp, weight, B, T, Cin, H, W, Cout, kt, k,
+           stride_t, stride, pad_t, pad);
 }
 
-void op_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias, int N, int T, int C, int S, int G, float eps) {
+void op_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                      const float *bias, int N, int T, int C, int S, int G, float eps) {
   OPS_CALL(groupnorm_fwd, out, mean, rstd, inp, weight, bias, N, T, C, S, G, eps);
 }
 
-void op_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *mean, const float *rstd, const float *weight, int N, int T, int C, int S, int G) {
+void op_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                      const float *inp, const float *mean, const float *rstd, const float *weight,
+                      int N, int T, int C, int S, int G) {
   OPS_CALL(groupnorm_bwd, dinp, dweight, dbias, dout, inp, mean, rstd, weight, N, T, C, S, G);
 }
 
-void op_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias, int N, int C, float eps) {
+void op_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                      const float *bias, int N, int C, float eps) {
   OPS_CALL(layernorm_fwd, out, mean, rstd, inp, weight, bias, N, C, eps);
 }
 
-void op_layernorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *mean, const float *rstd, const float *weight, int N, int C) {
+void op_layernorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                      const float *inp, const float *mean, const float *rstd, const float *weight,
+                      int N, int C) {
   OPS_CALL(layernorm_bwd, dinp, dweight, dbias, dout, inp, mean, rstd, weight, N, C);
 }
 
-void op_silu_fwd(float *out, const float *inp, int64_t n) {
-  OPS_CALL(silu_fwd, out, inp, n);
-}
+void op_silu_fwd(float *out, const float *inp, int64_t n) { OPS_CALL(silu_fwd, out, inp, n); }
 
 void op_silu_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
   OPS_CALL(silu_bwd, dinp, dout, inp, n);
@@ -143,11 +160,14 @@ void op_softmax_bwd(float *dinp, const float *dout, const float *out, int N, int
   OPS_CALL(softmax_bwd, dinp, dout, out, N, C);
 }
 
-void op_attention_fwd(float *out, float *probs, const float *q, const float *k, const float *v, const op_attn_mask *mask, int B, int H, int Nq, int Nk, int D, float scale) {
+void op_attention_fwd(float *out, float *probs, const float *q, const float *k, const float *v,
+                      const op_attn_mask *mask, int B, int H, int Nq, int Nk, int D, float scale) {
   OPS_CALL(attention_fwd, out, probs, q, k, v, mask, B, H, Nq, Nk, D, scale);
 }
 
-void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *dprobs, const float *q, const float *k, const float *v, const float *probs, int B, int H, int Nq, int Nk, int D, float scale) {
+void op_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *dprobs,
+                      const float *q, const float *k, const float *v, const float *probs, int B,
+                      int H, int Nq, int Nk, int D, float scale) {
   OPS_CALL(attention_bwd, dq, dk, dv, dout, dprobs, q, k, v, probs, B, H, Nq, Nk, D, scale);
 }
 
@@ -199,9 +219,7 @@ void op_add_fwd(float *out, const float *a, const float *b, int64_t n) {
   OPS_CALL(add_fwd, out, a, b, n);
 }
 
-void op_axpy(float *y, float alpha, const float *x, int64_t n) {
-  OPS_CALL(axpy, y, alpha, x, n);
-}
+void op_axpy(float *y, float alpha, const float *x, int64_t n) { OPS_CALL(axpy, y, alpha, x, n); }
 
 void op_scale_fwd(float *out, const float *inp, float s, int64_t n) {
   OPS_CALL(scale_fwd, out, inp, s, n);
@@ -211,7 +229,8 @@ void op_mul_fwd(float *out, const float *a, const float *b, int64_t n) {
   OPS_CALL(mul_fwd, out, a, b, n);
 }
 
-void op_mul_bwd(float *da, float *db, const float *dout, const float *a, const float *b, int64_t n) {
+void op_mul_bwd(float *da, float *db, const float *dout, const float *a, const float *b,
+                int64_t n) {
   OPS_CALL(mul_bwd, da, db, dout, a, b, n);
 }
 
@@ -227,7 +246,8 @@ void op_l2norm_fwd(float *out, float *rnorm, const float *inp, int N, int C, flo
   OPS_CALL(l2norm_fwd, out, rnorm, inp, N, C, eps);
 }
 
-void op_l2norm_bwd(float *dinp, const float *dout, const float *out, const float *rnorm, int N, int C) {
+void op_l2norm_bwd(float *dinp, const float *dout, const float *out, const float *rnorm, int N,
+                   int C) {
   OPS_CALL(l2norm_bwd, dinp, dout, out, rnorm, N, C);
 }
 
@@ -239,7 +259,8 @@ void op_guidance_embedding(float *out, const float *w, int N, int dim) {
   OPS_CALL(guidance_embedding, out, w, N, dim);
 }
 
-void op_dropout_fwd(float *out, uint8_t *keep, const float *inp, int64_t n, float p, uint64_t seed) {
+void op_dropout_fwd(float *out, uint8_t *keep, const float *inp, int64_t n, float p,
+                    uint64_t seed) {
   OPS_CALL(dropout_fwd, out, keep, inp, n, p, seed);
 }
 
@@ -247,11 +268,13 @@ void op_dropout_bwd(float *dinp, const float *dout, const uint8_t *keep, int64_t
   OPS_CALL(dropout_bwd, dinp, dout, keep, n, p);
 }
 
-void op_cond_drop_fwd(float *out, const float *inp, const float *null_emb, const uint8_t *keep, int B, int64_t E) {
+void op_cond_drop_fwd(float *out, const float *inp, const float *null_emb, const uint8_t *keep,
+                      int B, int64_t E) {
   OPS_CALL(cond_drop_fwd, out, inp, null_emb, keep, B, E);
 }
 
-void op_cond_drop_bwd(float *dinp, float *dnull, const float *dout, const uint8_t *keep, int B, int64_t E) {
+void op_cond_drop_bwd(float *dinp, float *dnull, const float *dout, const uint8_t *keep, int B,
+                      int64_t E) {
   OPS_CALL(cond_drop_bwd, dinp, dnull, dout, keep, B, E);
 }
 
@@ -259,7 +282,8 @@ void op_mse_fwd(float *loss, const float *pred, const float *target, int64_t n) 
   OPS_CALL(mse_fwd, loss, pred, target, n);
 }
 
-void op_mse_bwd(float *dpred, float *dtarget, float dloss, const float *pred, const float *target, int64_t n) {
+void op_mse_bwd(float *dpred, float *dtarget, float dloss, const float *pred, const float *target,
+                int64_t n) {
   OPS_CALL(mse_bwd, dpred, dtarget, dloss, pred, target, n);
 }
 
@@ -267,25 +291,27 @@ void op_huber_fwd(float *loss, const float *pred, const float *target, int64_t n
   OPS_CALL(huber_fwd, loss, pred, target, n, c);
 }
 
-void op_huber_bwd(float *dpred, float *dtarget, float dloss, const float *pred, const float *target, int64_t n, float c) {
+void op_huber_bwd(float *dpred, float *dtarget, float dloss, const float *pred, const float *target,
+                  int64_t n, float c) {
   OPS_CALL(huber_bwd, dpred, dtarget, dloss, pred, target, n, c);
 }
 
-void op_infonce_fwd(float *loss, float *probs_ab, float *probs_ba, const float *a, const float *b, int N, int D, float temperature) {
+void op_infonce_fwd(float *loss, float *probs_ab, float *probs_ba, const float *a, const float *b,
+                    int N, int D, float temperature) {
   OPS_CALL(infonce_fwd, loss, probs_ab, probs_ba, a, b, N, D, temperature);
 }
 
-void op_infonce_bwd(float *da, float *db, float dloss, const float *a, const float *b, const float *probs_ab, const float *probs_ba, int N, int D, float temperature) {
+void op_infonce_bwd(float *da, float *db, float dloss, const float *a, const float *b,
+                    const float *probs_ab, const float *probs_ba, int N, int D, float temperature) {
   OPS_CALL(infonce_bwd, da, db, dloss, a, b, probs_ab, probs_ba, N, D, temperature);
 }
 
-void op_adamw_step(float *param, const float *grad, float *m, float *v, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+void op_adamw_step(float *param, const float *grad, float *m, float *v, int64_t n, float lr,
+                   float beta1, float beta2, float eps, float weight_decay, int64_t step) {
   OPS_CALL(adamw_step, param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
 }
 
-void op_sumsq(float *out, const float *x, int64_t n) {
-  OPS_CALL(sumsq, out, x, n);
-}
+void op_sumsq(float *out, const float *x, int64_t n) { OPS_CALL(sumsq, out, x, n); }
 
 void op_ema_update(float *ema, const float *param, float decay, int64_t n) {
   OPS_CALL(ema_update, ema, param, decay, n);
@@ -351,7 +377,8 @@ void op_heads_merge_bwd(float *dinp, const float *dout, int B, int N, int H, int
   op_permute_bwd(dinp, dout, 4, shape, perm);
 }
 
-/* ---- host-side random draws ------------------------------------------------------------------- */
+/* ---- host-side random draws -------------------------------------------------------------------
+ */
 
 /* splitmix64 of (seed, index): a counter-based generator, so element i's draw does not depend on
  * the order or the thread that computes it; 24 high bits give a float in [0, 1). */

@@ -18,6 +18,9 @@
  * name), tests report "skipped". The CPU reference is plain C (no BLAS, no OpenMP, double
  * accumulation for reductions); it is the ground truth every other backend is tested against.
  *
+ * Memory: on a device backend every float pointer and the mask pointers are device pointers;
+ * the only host-side arguments are scalars, shapes, and the cond-drop keep flags.
+ *
  * Dimension letters: B batch, T frames, C channels, H/W height/width, S = H*W (or any trailing
  * spatial extent), N rows / images / tokens, G groups, D head dim, L text tokens.
  */
@@ -38,9 +41,9 @@ typedef enum { OPS_CPU_REF = 0, OPS_CPU_FAST = 1, OPS_CUDA = 2, OPS_NBACKENDS = 
  * `keep` is boolean: 0 removes the key (probability exactly 0). A query row with every key
  * removed gets all-zero probabilities and a zero output. */
 typedef struct {
-  const float *add;     /* (mb, Nq, Nk) or NULL */
-  const uint8_t *keep;  /* (mb, Nq, Nk) or NULL; 1 = attend, 0 = masked */
-  int mb;               /* 1 (same mask for every batch entry) or B */
+  const float *add;    /* (mb, Nq, Nk) or NULL */
+  const uint8_t *keep; /* (mb, Nq, Nk) or NULL; 1 = attend, 0 = masked */
+  int mb;              /* 1 (same mask for every batch entry) or B */
 } op_attn_mask;
 
 /* ---- the backend table --------------------------------------------------------------------
@@ -49,43 +52,48 @@ typedef struct ops_backend {
   const char *name;
   /* threads: called by ops_set_num_threads; may be NULL */
   void (*set_num_threads)(int n);
+  /* memory of this backend: all four NULL on the CPU backends, whose pointers are host pointers.
+   * A device backend (CUDA) fills them; tests use them to mirror inputs and fetch results.
+   * mem_alloc returns zeroed memory. */
+  void *(*mem_alloc)(size_t nbytes);
+  void (*mem_free)(void *p);
+  void (*mem_to_device)(void *dst, const void *src_host, size_t nbytes);
+  void (*mem_to_host)(void *dst_host, const void *src, size_t nbytes);
 
   /* GEMM */
   void (*matmul)(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                  const float *Bm, float beta, float *Cm);
   void (*linear_fwd)(float *out, const float *inp, const float *weight, const float *bias, int N,
                      int Cin, int Cout);
-  void (*linear_bwd)(float *dinp, float *dweight, float *dbias, const float *dout,
-                     const float *inp, const float *weight, int N, int Cin, int Cout);
+  void (*linear_bwd)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int Cin, int Cout);
   /* convolutions */
   void (*conv2d_fwd)(float *out, const float *inp, const float *weight, const float *bias, int N,
                      int Cin, int H, int W, int Cout, int k, int stride, int pad);
-  void (*conv2d_bwd)(float *dinp, float *dweight, float *dbias, const float *dout,
-                     const float *inp, const float *weight, int N, int Cin, int H, int W, int Cout,
-                     int k, int stride, int pad);
+  void (*conv2d_bwd)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int Cin, int H, int W, int Cout, int k, int stride,
+                     int pad);
   void (*tconv_fwd)(float *out, const float *inp, const float *weight, const float *bias, int B,
                     int T, int Cin, int S, int Cout, int kt);
-  void (*tconv_bwd)(float *dinp, float *dweight, float *dbias, const float *dout,
-                    const float *inp, const float *weight, int B, int T, int Cin, int S, int Cout,
-                    int kt);
+  void (*tconv_bwd)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                    const float *weight, int B, int T, int Cin, int S, int Cout, int kt);
   void (*conv3d_fwd)(float *out, const float *inp, const float *weight, const float *bias, int B,
                      int T, int Cin, int H, int W, int Cout, int kt, int k, int stride_t,
                      int stride, int pad_t, int pad);
-  void (*conv3d_bwd)(float *dinp, float *dweight, float *dbias, const float *dout,
-                     const float *inp, const float *weight, int B, int T, int Cin, int H, int W,
-                     int Cout, int kt, int k, int stride_t, int stride, int pad_t, int pad);
+  void (*conv3d_bwd)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int B, int T, int Cin, int H, int W, int Cout, int kt,
+                     int k, int stride_t, int stride, int pad_t, int pad);
   /* normalisation */
-  void (*groupnorm_fwd)(float *out, float *mean, float *rstd, const float *inp,
-                        const float *weight, const float *bias, int N, int T, int C, int S,
-                        int G, float eps);
+  void (*groupnorm_fwd)(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                        const float *bias, int N, int T, int C, int S, int G, float eps);
   void (*groupnorm_bwd)(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *mean, const float *rstd,
-                        const float *weight, int N, int T, int C, int S, int G);
-  void (*layernorm_fwd)(float *out, float *mean, float *rstd, const float *inp,
-                        const float *weight, const float *bias, int N, int C, float eps);
+                        const float *inp, const float *mean, const float *rstd, const float *weight,
+                        int N, int T, int C, int S, int G);
+  void (*layernorm_fwd)(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                        const float *bias, int N, int C, float eps);
   void (*layernorm_bwd)(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *mean, const float *rstd,
-                        const float *weight, int N, int C);
+                        const float *inp, const float *mean, const float *rstd, const float *weight,
+                        int N, int C);
   /* activations */
   void (*silu_fwd)(float *out, const float *inp, int64_t n);
   void (*silu_bwd)(float *dinp, const float *dout, const float *inp, int64_t n);
@@ -97,15 +105,13 @@ typedef struct ops_backend {
   void (*softmax_bwd)(float *dinp, const float *dout, const float *out, int N, int C);
   /* attention */
   void (*attention_fwd)(float *out, float *probs, const float *q, const float *k, const float *v,
-                        const op_attn_mask *mask, int B, int H, int Nq, int Nk, int D,
-                        float scale);
+                        const op_attn_mask *mask, int B, int H, int Nq, int Nk, int D, float scale);
   void (*attention_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *dprobs,
                         const float *q, const float *k, const float *v, const float *probs, int B,
                         int H, int Nq, int Nk, int D, float scale);
   /* layout */
   void (*permute_fwd)(float *out, const float *inp, int ndim, const int *shape, const int *perm);
-  void (*permute_bwd)(float *dinp, const float *dout, int ndim, const int *shape,
-                      const int *perm);
+  void (*permute_bwd)(float *dinp, const float *dout, int ndim, const int *shape, const int *perm);
   void (*upsample2x_fwd)(float *out, const float *inp, int N, int C, int H, int W);
   void (*upsample2x_bwd)(float *dinp, const float *dout, int N, int C, int H, int W);
   void (*avgpool2x_fwd)(float *out, const float *inp, int N, int C, int H, int W);
@@ -122,8 +128,7 @@ typedef struct ops_backend {
   void (*mul_fwd)(float *out, const float *a, const float *b, int64_t n);
   void (*mul_bwd)(float *da, float *db, const float *dout, const float *a, const float *b,
                   int64_t n);
-  void (*bias_add_fwd)(float *out, const float *inp, const float *bias, int B, int T, int C,
-                       int S);
+  void (*bias_add_fwd)(float *out, const float *inp, const float *bias, int B, int T, int C, int S);
   void (*bias_add_bwd)(float *dinp, float *dbias, const float *dout, int B, int T, int C, int S);
   void (*l2norm_fwd)(float *out, float *rnorm, const float *inp, int N, int C, float eps);
   void (*l2norm_bwd)(float *dinp, const float *dout, const float *out, const float *rnorm, int N,
@@ -134,19 +139,19 @@ typedef struct ops_backend {
   void (*dropout_fwd)(float *out, uint8_t *keep, const float *inp, int64_t n, float p,
                       uint64_t seed);
   void (*dropout_bwd)(float *dinp, const float *dout, const uint8_t *keep, int64_t n, float p);
-  void (*cond_drop_fwd)(float *out, const float *inp, const float *null_emb,
-                        const uint8_t *keep, int B, int64_t E);
+  void (*cond_drop_fwd)(float *out, const float *inp, const float *null_emb, const uint8_t *keep,
+                        int B, int64_t E);
   void (*cond_drop_bwd)(float *dinp, float *dnull, const float *dout, const uint8_t *keep, int B,
                         int64_t E);
   /* losses: the scalar goes to *loss (one float, device memory on CUDA) */
   void (*mse_fwd)(float *loss, const float *pred, const float *target, int64_t n);
-  void (*mse_bwd)(float *dpred, float *dtarget, float dloss, const float *pred,
-                  const float *target, int64_t n);
+  void (*mse_bwd)(float *dpred, float *dtarget, float dloss, const float *pred, const float *target,
+                  int64_t n);
   void (*huber_fwd)(float *loss, const float *pred, const float *target, int64_t n, float c);
   void (*huber_bwd)(float *dpred, float *dtarget, float dloss, const float *pred,
                     const float *target, int64_t n, float c);
-  void (*infonce_fwd)(float *loss, float *probs_ab, float *probs_ba, const float *a,
-                      const float *b, int N, int D, float temperature);
+  void (*infonce_fwd)(float *loss, float *probs_ab, float *probs_ba, const float *a, const float *b,
+                      int N, int D, float temperature);
   void (*infonce_bwd)(float *da, float *db, float dloss, const float *a, const float *b,
                       const float *probs_ab, const float *probs_ba, int N, int D,
                       float temperature);
@@ -320,8 +325,7 @@ void op_add_fwd(float *out, const float *a, const float *b, int64_t n);
 void op_axpy(float *y, float alpha, const float *x, int64_t n);
 void op_scale_fwd(float *out, const float *inp, float s, int64_t n);
 void op_mul_fwd(float *out, const float *a, const float *b, int64_t n);
-void op_mul_bwd(float *da, float *db, const float *dout, const float *a, const float *b,
-                int64_t n);
+void op_mul_bwd(float *da, float *db, const float *dout, const float *a, const float *b, int64_t n);
 /* Per-(sample, channel) bias broadcast over frames and space (the ResBlock's embedding add):
  * out (B, T, C, S) = inp (B, T, C, S) + bias (B, C). Backward: dinp += dout, dbias (B, C) +=
  * sum over T and S. */
@@ -347,8 +351,7 @@ void op_guidance_embedding(float *out, const float *w, int N, int dim);
 /* Dropout with a counter-based RNG: element i is kept when hash(seed, i) >= p (uniform in
  * [0,1)), independent of threads and backends. out = keep ? inp / (1-p) : 0; keep (n) saved.
  * p == 0 keeps everything. Backward: dinp += dout * keep / (1-p). */
-void op_dropout_fwd(float *out, uint8_t *keep, const float *inp, int64_t n, float p,
-                    uint64_t seed);
+void op_dropout_fwd(float *out, uint8_t *keep, const float *inp, int64_t n, float p, uint64_t seed);
 void op_dropout_bwd(float *dinp, const float *dout, const uint8_t *keep, int64_t n, float p);
 /* Per-sample condition drop for classifier-free guidance training. op_cond_drop_mask draws
  * keep (B) on the host: keep[b] = 0 with probability p (hash(seed, b)), deterministic.
@@ -372,8 +375,8 @@ void op_mse_fwd(float *loss, const float *pred, const float *target, int64_t n);
 void op_mse_bwd(float *dpred, float *dtarget, float dloss, const float *pred, const float *target,
                 int64_t n);
 void op_huber_fwd(float *loss, const float *pred, const float *target, int64_t n, float c);
-void op_huber_bwd(float *dpred, float *dtarget, float dloss, const float *pred,
-                  const float *target, int64_t n, float c);
+void op_huber_bwd(float *dpred, float *dtarget, float dloss, const float *pred, const float *target,
+                  int64_t n, float c);
 /* Symmetric InfoNCE (CLIP-style) between paired rows a (N, D), b (N, D) (normalise them first
  * with op_l2norm for cosine logits): logits (N, N) = a b^T / temperature;
  * loss = (CE(logits, diag) + CE(logits^T, diag)) / 2, each CE averaged over the N rows.
@@ -381,8 +384,7 @@ void op_huber_bwd(float *dpred, float *dtarget, float dloss, const float *pred,
 void op_infonce_fwd(float *loss, float *probs_ab, float *probs_ba, const float *a, const float *b,
                     int N, int D, float temperature);
 void op_infonce_bwd(float *da, float *db, float dloss, const float *a, const float *b,
-                    const float *probs_ab, const float *probs_ba, int N, int D,
-                    float temperature);
+                    const float *probs_ab, const float *probs_ba, int N, int D, float temperature);
 
 /* ---- optimisation kernels ---------------------------------------------------------------------
  * AdamW (PyTorch semantics): param *= 1 - lr*weight_decay; m = b1 m + (1-b1) g;

@@ -23,19 +23,23 @@ struct opcase {
   int nin, nout;
   float *in[MAXIO];
   int64_t nin_el[MAXIO];
-  int grad_in[MAXIO]; // 1: this input has a gradient to check
+  int grad_in[MAXIO];  // 1: this input has a gradient to check
   float *out[MAXIO];
   int64_t nout_el[MAXIO];
   /* forward on backend be: reads c->in, writes c->out; returns 0 when unsupported */
   int (*fwd)(const ops_backend *be, opcase *c);
   /* backward: dout (one per output, = R), accumulates into din (NULL where no grad) */
   int (*bwd)(const ops_backend *be, opcase *c, float **dout, float **din);
-  int d[12];   // dims
-  float f[4];  // float parameters
-  void *aux;   // e.g. a mask
-  float h;     // finite-difference step
-  double tol;  // FD tolerance (relative to the largest gradient)
+  int d[12];      // dims
+  float f[4];     // float parameters
+  void *aux;      // scratch the forward fills (stats, probabilities, keep flags) or a mask
+  int aux_kind;   // how aux moves to a device backend (AUX_*)
+  int64_t aux_n;  // its element count (AUX_MASK: mb * Nq * Nk)
+  float h;        // finite-difference step
+  double tol;     // FD tolerance (relative to the largest gradient)
 };
+
+enum { AUX_NONE = 0, AUX_F32, AUX_U8_DEVICE, AUX_U8_HOST, AUX_MASK };
 
 static uint64_t g_seed = 1234;
 static int g_skipped = 0;
@@ -54,6 +58,102 @@ static double loss_of(opcase *c, float **R) {
   return s;
 }
 
+/* Moving a case to a device backend (one with mem_alloc): inputs, outputs and the scratch get
+ * device copies for the duration, and results come back through mem_to_host. On the CPU
+ * backends every helper is the identity. */
+typedef struct {
+  const ops_backend *be;
+  int dev;
+  float *in[MAXIO], *out[MAXIO];
+  void *aux;
+  op_attn_mask mask;
+} mirror;
+
+static float *mirror_put(mirror *m, float *h, int64_t n) {
+  if (!m->dev || !h) return h;
+  float *d = m->be->mem_alloc(sizeof(float) * (size_t)(n ? n : 1));
+  m->be->mem_to_device(d, h, sizeof(float) * (size_t)n);
+  return d;
+}
+static void *mirror_put_bytes(mirror *m, const void *h, size_t n) {
+  void *d = m->be->mem_alloc(n ? n : 1);
+  m->be->mem_to_device(d, h, n);
+  return d;
+}
+static float *mirror_fetch(mirror *m, float *d, int64_t n) {
+  if (!m->dev) return d;
+  float *h = zeros(n);
+  m->be->mem_to_host(h, d, sizeof(float) * (size_t)n);
+  return h;
+}
+static void mirror_release(mirror *m, float *h) {
+  if (m->dev) free(h);
+}
+static void mirror_free(mirror *m, void *d) {
+  if (!d) return;
+  if (m->dev)
+    m->be->mem_free(d);
+  else
+    free(d);
+}
+static void mirror_begin(mirror *m, const ops_backend *be, opcase *c) {
+  memset(m, 0, sizeof *m);
+  m->be = be;
+  m->dev = be->mem_alloc != NULL;
+  if (!m->dev) return;
+  for (int i = 0; i < c->nin; i++) {
+    m->in[i] = c->in[i];
+    c->in[i] = mirror_put(m, c->in[i], c->nin_el[i]);
+  }
+  for (int o = 0; o < c->nout; o++) {
+    m->out[o] = c->out[o];
+    c->out[o] = mirror_put(m, c->out[o], c->nout_el[o]);
+  }
+  m->aux = c->aux;
+  switch (c->aux_kind) {
+    case AUX_F32:
+      c->aux = mirror_put(m, c->aux, c->aux_n);
+      break;
+    case AUX_U8_DEVICE:
+      c->aux = mirror_put_bytes(m, c->aux, (size_t)c->aux_n);
+      break;
+    case AUX_MASK: {
+      const op_attn_mask *h = c->aux;
+      m->mask = *h;
+      if (h->add) m->mask.add = mirror_put_bytes(m, h->add, sizeof(float) * (size_t)c->aux_n);
+      if (h->keep) m->mask.keep = mirror_put_bytes(m, h->keep, (size_t)c->aux_n);
+      c->aux = &m->mask;
+      break;
+    }
+    default:
+      break;  // AUX_NONE, AUX_U8_HOST: stays on the host
+  }
+}
+static void mirror_end(mirror *m, opcase *c) {
+  if (!m->dev) return;
+  for (int i = 0; i < c->nin; i++) {
+    if (c->in[i]) m->be->mem_free(c->in[i]);
+    c->in[i] = m->in[i];
+  }
+  for (int o = 0; o < c->nout; o++) {
+    if (c->out[o]) m->be->mem_free(c->out[o]);
+    c->out[o] = m->out[o];
+  }
+  switch (c->aux_kind) {
+    case AUX_F32:
+    case AUX_U8_DEVICE:
+      m->be->mem_free(c->aux);
+      break;
+    case AUX_MASK:
+      if (m->mask.add) m->be->mem_free((void *)m->mask.add);
+      if (m->mask.keep) m->be->mem_free((void *)m->mask.keep);
+      break;
+    default:
+      break;
+  }
+  c->aux = m->aux;
+}
+
 static void run_case(opcase *c) {
   const ops_backend *ref = ops_backend_get(OPS_CPU_REF);
   float *R[MAXIO], *ref_out[MAXIO], *ref_g[MAXIO] = {0};
@@ -65,6 +165,7 @@ static void run_case(opcase *c) {
   }
   for (int i = 0; i < c->nin; i++) ref_g[i] = c->grad_in[i] ? zeros(c->nin_el[i]) : NULL;
   int has_bwd = c->bwd != NULL;
+  c->f[3] = R[0][0];  // the incoming gradient of a scalar loss, as a host value
   if (has_bwd) TB_CHECK(c->bwd(ref, c, R, ref_g));
 
   // finite differences of the reference forward, on up to 20 elements of each input
@@ -98,38 +199,54 @@ static void run_case(opcase *c) {
   // every other backend against the reference
   for (int b = OPS_CPU_REF + 1; b < OPS_NBACKENDS; b++) {
     const ops_backend *be = ops_backend_get((ops_backend_id)b);
-    if (!be) { // a backend not present at all is announced once, at the start
+    if (!be) {  // a backend not present at all is announced once, at the start
       g_skipped++;
       continue;
     }
+    mirror mr;
+    mirror_begin(&mr, be, c);
     if (!c->fwd(be, c)) {
-      printf("  %-22s %-9s skipped (not supported)\n", c->name, ops_backend_name(b));
+      mirror_end(&mr, c);
+      printf("  %-22s %-9s skipped (not supported)\n", c->name, be->name);
       g_skipped++;
       continue;
     }
     for (int o = 0; o < c->nout; o++) {
+      float *got = mirror_fetch(&mr, c->out[o], c->nout_el[o]);
       snprintf(what, sizeof what, "%s %s forward out%d", c->name, be->name, o);
-      check_close_f32(what, c->out[o], ref_out[o], c->nout_el[o], 2e-5, 2e-4);
+      check_close_f32(what, got, ref_out[o], c->nout_el[o], 2e-5, 2e-4);
+      mirror_release(&mr, got);
     }
-    if (!has_bwd) continue;
-    float *g[MAXIO] = {0};
-    for (int i = 0; i < c->nin; i++) g[i] = c->grad_in[i] ? zeros(c->nin_el[i]) : NULL;
-    // gradients start non-zero-checked: fill with 0.5 to check accumulation, subtract after
-    for (int i = 0; i < c->nin; i++)
-      if (g[i])
-        for (int64_t e = 0; e < c->nin_el[i]; e++) g[i][e] = 0.5f;
-    if (!c->bwd(be, c, R, g)) {
-      printf("  %-22s %-9s backward skipped (not supported)\n", c->name, be->name);
-      g_skipped++;
-    } else {
+    if (has_bwd) {
+      // gradients start at 0.5 to check that the backward accumulates; subtracted after
+      float *g[MAXIO] = {0}, *dR[MAXIO] = {0};
       for (int i = 0; i < c->nin; i++) {
-        if (!g[i]) continue;
-        for (int64_t e = 0; e < c->nin_el[i]; e++) g[i][e] -= 0.5f;
-        snprintf(what, sizeof what, "%s %s backward d in%d (accumulating)", c->name, be->name, i);
-        check_close_f32(what, g[i], ref_g[i], c->nin_el[i], 5e-5, 5e-4);
+        if (!c->grad_in[i]) continue;
+        float *h = zeros(c->nin_el[i]);
+        for (int64_t e = 0; e < c->nin_el[i]; e++) h[e] = 0.5f;
+        g[i] = mirror_put(&mr, h, c->nin_el[i]);
+        if (g[i] != h) free(h);
       }
+      for (int o = 0; o < c->nout; o++) dR[o] = mirror_put(&mr, R[o], c->nout_el[o]);
+      c->f[3] = R[0][0];  // the incoming gradient of a scalar loss, as a host value
+      if (!c->bwd(be, c, dR, g)) {
+        printf("  %-22s %-9s backward skipped (not supported)\n", c->name, be->name);
+        g_skipped++;
+      } else {
+        for (int i = 0; i < c->nin; i++) {
+          if (!g[i]) continue;
+          float *got = mirror_fetch(&mr, g[i], c->nin_el[i]);
+          for (int64_t e = 0; e < c->nin_el[i]; e++) got[e] -= 0.5f;
+          snprintf(what, sizeof what, "%s %s backward d in%d (accumulating)", c->name, be->name, i);
+          check_close_f32(what, got, ref_g[i], c->nin_el[i], 5e-5, 5e-4);
+          mirror_release(&mr, got);
+        }
+      }
+      for (int i = 0; i < c->nin; i++) mirror_free(&mr, g[i]);
+      for (int o = 0; o < c->nout; o++)
+        if (dR[o] != R[o]) mirror_free(&mr, dR[o]);
     }
-    for (int i = 0; i < c->nin; i++) free(g[i]);
+    mirror_end(&mr, c);
     printf("  %-22s %-9s ok\n", c->name, be->name);
   }
   for (int o = 0; o < c->nout; o++) {
@@ -147,7 +264,8 @@ static void run_case(opcase *c) {
 #define NEED(be, field) \
   if (!(be)->field) return 0
 
-/* ---- the cases -------------------------------------------------------------------------------- */
+/* ---- the cases --------------------------------------------------------------------------------
+ */
 
 static int linear_fwd(const ops_backend *be, opcase *c) {
   NEED(be, linear_fwd);
@@ -160,8 +278,13 @@ static int linear_bwd(const ops_backend *be, opcase *c, float **dout, float **di
   return 1;
 }
 static void case_linear(int N, int Cin, int Cout) {
-  opcase c = {.name = "linear", .nin = 3, .nout = 1, .fwd = linear_fwd, .bwd = linear_bwd,
-              .h = 1e-2f, .tol = 2e-3};
+  opcase c = {.name = "linear",
+              .nin = 3,
+              .nout = 1,
+              .fwd = linear_fwd,
+              .bwd = linear_bwd,
+              .h = 1e-2f,
+              .tol = 2e-3};
   c.d[0] = N, c.d[1] = Cin, c.d[2] = Cout;
   c.in[0] = rnd(c.nin_el[0] = (int64_t)N * Cin, -1, 1);
   c.in[1] = rnd(c.nin_el[1] = (int64_t)Cout * Cin, -1, 1);
@@ -192,21 +315,26 @@ static void case_matmul(int tA, int tB, int M, int N, int K) {
 static int conv2d_fwd(const ops_backend *be, opcase *c) {
   NEED(be, conv2d_fwd);
   int *d = c->d;
-  be->conv2d_fwd(c->out[0], c->in[0], c->in[1], c->in[2], d[0], d[1], d[2], d[3], d[4], d[5],
-                 d[6], d[7]);
+  be->conv2d_fwd(c->out[0], c->in[0], c->in[1], c->in[2], d[0], d[1], d[2], d[3], d[4], d[5], d[6],
+                 d[7]);
   return 1;
 }
 static int conv2d_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
   NEED(be, conv2d_bwd);
   int *d = c->d;
-  be->conv2d_bwd(din[0], din[1], din[2], dout[0], c->in[0], c->in[1], d[0], d[1], d[2], d[3],
-                 d[4], d[5], d[6], d[7]);
+  be->conv2d_bwd(din[0], din[1], din[2], dout[0], c->in[0], c->in[1], d[0], d[1], d[2], d[3], d[4],
+                 d[5], d[6], d[7]);
   return 1;
 }
 static void case_conv2d(int N, int Cin, int H, int W, int Cout, int k, int stride, int pad,
                         int bias) {
-  opcase c = {.name = "conv2d", .nin = 3, .nout = 1, .fwd = conv2d_fwd, .bwd = conv2d_bwd,
-              .h = 1e-2f, .tol = 2e-3};
+  opcase c = {.name = "conv2d",
+              .nin = 3,
+              .nout = 1,
+              .fwd = conv2d_fwd,
+              .bwd = conv2d_bwd,
+              .h = 1e-2f,
+              .tol = 2e-3};
   int d[8] = {N, Cin, H, W, Cout, k, stride, pad};
   memcpy(c.d, d, sizeof d);
   int Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
@@ -233,8 +361,13 @@ static int tconv_bwd(const ops_backend *be, opcase *c, float **dout, float **din
   return 1;
 }
 static void case_tconv(int B, int T, int Cin, int S, int Cout, int kt) {
-  opcase c = {.name = "tconv", .nin = 3, .nout = 1, .fwd = tconv_fwd, .bwd = tconv_bwd,
-              .h = 1e-2f, .tol = 2e-3};
+  opcase c = {.name = "tconv",
+              .nin = 3,
+              .nout = 1,
+              .fwd = tconv_fwd,
+              .bwd = tconv_bwd,
+              .h = 1e-2f,
+              .tol = 2e-3};
   int d[6] = {B, T, Cin, S, Cout, kt};
   memcpy(c.d, d, sizeof d);
   c.in[0] = rnd(c.nin_el[0] = (int64_t)B * T * Cin * S, -1, 1);
@@ -248,21 +381,26 @@ static void case_tconv(int B, int T, int Cin, int S, int Cout, int kt) {
 static int conv3d_fwd(const ops_backend *be, opcase *c) {
   NEED(be, conv3d_fwd);
   int *d = c->d;
-  be->conv3d_fwd(c->out[0], c->in[0], c->in[1], c->in[2], d[0], d[1], d[2], d[3], d[4], d[5],
-                 d[6], d[7], d[8], d[9], d[10], d[11]);
+  be->conv3d_fwd(c->out[0], c->in[0], c->in[1], c->in[2], d[0], d[1], d[2], d[3], d[4], d[5], d[6],
+                 d[7], d[8], d[9], d[10], d[11]);
   return 1;
 }
 static int conv3d_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
   NEED(be, conv3d_bwd);
   int *d = c->d;
-  be->conv3d_bwd(din[0], din[1], din[2], dout[0], c->in[0], c->in[1], d[0], d[1], d[2], d[3],
-                 d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11]);
+  be->conv3d_bwd(din[0], din[1], din[2], dout[0], c->in[0], c->in[1], d[0], d[1], d[2], d[3], d[4],
+                 d[5], d[6], d[7], d[8], d[9], d[10], d[11]);
   return 1;
 }
-static void case_conv3d(int B, int T, int Cin, int H, int W, int Cout, int kt, int k, int st,
-                        int s, int pt, int p) {
-  opcase c = {.name = "conv3d", .nin = 3, .nout = 1, .fwd = conv3d_fwd, .bwd = conv3d_bwd,
-              .h = 1e-2f, .tol = 2e-3};
+static void case_conv3d(int B, int T, int Cin, int H, int W, int Cout, int kt, int k, int st, int s,
+                        int pt, int p) {
+  opcase c = {.name = "conv3d",
+              .nin = 3,
+              .nout = 1,
+              .fwd = conv3d_fwd,
+              .bwd = conv3d_bwd,
+              .h = 1e-2f,
+              .tol = 2e-3};
   int d[12] = {B, T, Cin, H, W, Cout, kt, k, st, s, pt, p};
   memcpy(c.d, d, sizeof d);
   int To = (T + 2 * pt - kt) / st + 1, Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1;
@@ -280,21 +418,26 @@ static int gn_fwd(const ops_backend *be, opcase *c) {
   NEED(be, groupnorm_fwd);
   int *d = c->d;
   float *ms = c->aux;
-  be->groupnorm_fwd(c->out[0], ms, ms + d[0] * d[4], c->in[0], c->in[1], c->in[2], d[0], d[1],
-                    d[2], d[3], d[4], 1e-5f);
+  be->groupnorm_fwd(c->out[0], ms, ms + d[0] * d[4], c->in[0], c->in[1], c->in[2], d[0], d[1], d[2],
+                    d[3], d[4], 1e-5f);
   return 1;
 }
 static int gn_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
   NEED(be, groupnorm_bwd);
   int *d = c->d;
   float *ms = c->aux;
-  gn_fwd(ops_backend_get(OPS_CPU_REF), c); // saved stats from the forward
-  be->groupnorm_bwd(din[0], din[1], din[2], dout[0], c->in[0], ms, ms + d[0] * d[4], c->in[1],
-                    d[0], d[1], d[2], d[3], d[4]);
+  gn_fwd(be, c);  // saved stats from the forward
+  be->groupnorm_bwd(din[0], din[1], din[2], dout[0], c->in[0], ms, ms + d[0] * d[4], c->in[1], d[0],
+                    d[1], d[2], d[3], d[4]);
   return 1;
 }
 static void case_groupnorm(int N, int T, int C, int S, int G) {
-  opcase c = {.name = "groupnorm", .nin = 3, .nout = 1, .fwd = gn_fwd, .bwd = gn_bwd, .h = 1e-2f,
+  opcase c = {.name = "groupnorm",
+              .nin = 3,
+              .nout = 1,
+              .fwd = gn_fwd,
+              .bwd = gn_bwd,
+              .h = 1e-2f,
               .tol = 3e-3};
   int d[5] = {N, T, C, S, G};
   memcpy(c.d, d, sizeof d);
@@ -303,7 +446,8 @@ static void case_groupnorm(int N, int T, int C, int S, int G) {
   c.in[2] = rnd(c.nin_el[2] = C, -1, 1);
   c.grad_in[0] = c.grad_in[1] = c.grad_in[2] = 1;
   c.out[0] = zeros(c.nout_el[0] = c.nin_el[0]);
-  c.aux = zeros(2 * N * G);
+  c.aux = zeros(c.aux_n = 2 * N * G);
+  c.aux_kind = AUX_F32;
   run_case(&c);
 }
 
@@ -317,13 +461,18 @@ static int ln_fwd(const ops_backend *be, opcase *c) {
 static int ln_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
   NEED(be, layernorm_bwd);
   float *ms = c->aux;
-  ln_fwd(ops_backend_get(OPS_CPU_REF), c);
-  be->layernorm_bwd(din[0], din[1], din[2], dout[0], c->in[0], ms, ms + c->d[0], c->in[1],
-                    c->d[0], c->d[1]);
+  ln_fwd(be, c);
+  be->layernorm_bwd(din[0], din[1], din[2], dout[0], c->in[0], ms, ms + c->d[0], c->in[1], c->d[0],
+                    c->d[1]);
   return 1;
 }
 static void case_layernorm(int N, int C) {
-  opcase c = {.name = "layernorm", .nin = 3, .nout = 1, .fwd = ln_fwd, .bwd = ln_bwd, .h = 1e-2f,
+  opcase c = {.name = "layernorm",
+              .nin = 3,
+              .nout = 1,
+              .fwd = ln_fwd,
+              .bwd = ln_bwd,
+              .h = 1e-2f,
               .tol = 3e-3};
   c.d[0] = N, c.d[1] = C;
   c.in[0] = rnd(c.nin_el[0] = (int64_t)N * C, -2, 3);
@@ -331,7 +480,8 @@ static void case_layernorm(int N, int C) {
   c.in[2] = rnd(c.nin_el[2] = C, -1, 1);
   c.grad_in[0] = c.grad_in[1] = c.grad_in[2] = 1;
   c.out[0] = zeros(c.nout_el[0] = c.nin_el[0]);
-  c.aux = zeros(2 * N);
+  c.aux = zeros(c.aux_n = 2 * N);
+  c.aux_kind = AUX_F32;
   run_case(&c);
 }
 
@@ -339,30 +489,51 @@ static void case_layernorm(int N, int C) {
 static int act_fwd(const ops_backend *be, opcase *c) {
   int64_t n = c->nin_el[0];
   switch (c->d[0]) {
-  case 0: NEED(be, silu_fwd); be->silu_fwd(c->out[0], c->in[0], n); break;
-  case 1: NEED(be, gelu_tanh_fwd); be->gelu_tanh_fwd(c->out[0], c->in[0], n); break;
-  case 2: NEED(be, gelu_erf_fwd); be->gelu_erf_fwd(c->out[0], c->in[0], n); break;
-  case 3: NEED(be, softmax_fwd); be->softmax_fwd(c->out[0], c->in[0], c->d[1], c->d[2]); break;
+    case 0:
+      NEED(be, silu_fwd);
+      be->silu_fwd(c->out[0], c->in[0], n);
+      break;
+    case 1:
+      NEED(be, gelu_tanh_fwd);
+      be->gelu_tanh_fwd(c->out[0], c->in[0], n);
+      break;
+    case 2:
+      NEED(be, gelu_erf_fwd);
+      be->gelu_erf_fwd(c->out[0], c->in[0], n);
+      break;
+    case 3:
+      NEED(be, softmax_fwd);
+      be->softmax_fwd(c->out[0], c->in[0], c->d[1], c->d[2]);
+      break;
   }
   return 1;
 }
 static int act_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
   int64_t n = c->nin_el[0];
   switch (c->d[0]) {
-  case 0: NEED(be, silu_bwd); be->silu_bwd(din[0], dout[0], c->in[0], n); break;
-  case 1: NEED(be, gelu_tanh_bwd); be->gelu_tanh_bwd(din[0], dout[0], c->in[0], n); break;
-  case 2: NEED(be, gelu_erf_bwd); be->gelu_erf_bwd(din[0], dout[0], c->in[0], n); break;
-  case 3:
-    NEED(be, softmax_bwd);
-    act_fwd(ops_backend_get(OPS_CPU_REF), c);
-    be->softmax_bwd(din[0], dout[0], c->out[0], c->d[1], c->d[2]);
-    break;
+    case 0:
+      NEED(be, silu_bwd);
+      be->silu_bwd(din[0], dout[0], c->in[0], n);
+      break;
+    case 1:
+      NEED(be, gelu_tanh_bwd);
+      be->gelu_tanh_bwd(din[0], dout[0], c->in[0], n);
+      break;
+    case 2:
+      NEED(be, gelu_erf_bwd);
+      be->gelu_erf_bwd(din[0], dout[0], c->in[0], n);
+      break;
+    case 3:
+      NEED(be, softmax_bwd);
+      act_fwd(be, c);
+      be->softmax_bwd(din[0], dout[0], c->out[0], c->d[1], c->d[2]);
+      break;
   }
   return 1;
 }
 static void case_act(const char *name, int which, int N, int C) {
-  opcase c = {.name = name, .nin = 1, .nout = 1, .fwd = act_fwd, .bwd = act_bwd, .h = 1e-3f,
-              .tol = 2e-3};
+  opcase c = {
+      .name = name, .nin = 1, .nout = 1, .fwd = act_fwd, .bwd = act_bwd, .h = 1e-3f, .tol = 2e-3};
   c.d[0] = which, c.d[1] = N, c.d[2] = C;
   c.in[0] = rnd(c.nin_el[0] = (int64_t)N * C, -4, 4);
   c.grad_in[0] = 1;
@@ -382,7 +553,7 @@ static int attn_fwd(const ops_backend *be, opcase *c) {
 static int attn_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
   NEED(be, attention_bwd);
   int *d = c->d;
-  attn_fwd(ops_backend_get(OPS_CPU_REF), c);
+  attn_fwd(be, c);
   be->attention_bwd(din[0], din[1], din[2], dout[0], c->d[5] ? dout[1] : NULL, c->in[0], c->in[1],
                     c->in[2], c->out[1], d[0], d[1], d[2], d[3], d[4], 1.0f / sqrtf((float)d[4]));
   return 1;
@@ -396,8 +567,13 @@ typedef struct {
 } mask_store;
 static void case_attention(const char *name, int B, int H, int Nq, int Nk, int D, int mask_kind,
                            int probs_grad) {
-  opcase c = {.name = name, .nin = 3, .nout = probs_grad ? 2 : 1, .fwd = attn_fwd,
-              .bwd = attn_bwd, .h = 1e-2f, .tol = 2e-3};
+  opcase c = {.name = name,
+              .nin = 3,
+              .nout = probs_grad ? 2 : 1,
+              .fwd = attn_fwd,
+              .bwd = attn_bwd,
+              .h = 1e-2f,
+              .tol = 2e-3};
   int d[6] = {B, H, Nq, Nk, D, probs_grad};
   memcpy(c.d, d, sizeof d);
   c.in[0] = rnd(c.nin_el[0] = (int64_t)B * H * Nq * D, -1.5f, 1.5f);
@@ -406,8 +582,10 @@ static void case_attention(const char *name, int B, int H, int Nq, int Nk, int D
   c.grad_in[0] = c.grad_in[1] = c.grad_in[2] = 1;
   c.out[0] = zeros(c.nout_el[0] = (int64_t)B * H * Nq * D);
   c.out[1] = zeros((int64_t)B * H * Nq * Nk);
-  if (probs_grad) c.nout_el[1] = (int64_t)B * H * Nq * Nk;
-  else c.nout = 1;
+  if (probs_grad)
+    c.nout_el[1] = (int64_t)B * H * Nq * Nk;
+  else
+    c.nout = 1;
   if (mask_kind) {
     mask_store *ms = xcalloc(1, sizeof *ms);
     TB_CHECK((int64_t)B * Nq * Nk <= 4096);
@@ -423,6 +601,8 @@ static void case_attention(const char *name, int B, int H, int Nq, int Nk, int D
       // row 0 keeps nothing when Nq > Nk: checks the all-masked path
     }
     c.aux = ms;
+    c.aux_kind = AUX_MASK;
+    c.aux_n = (int64_t)ms->m.mb * Nq * Nk;
   }
   float *probs = c.out[1];
   run_case(&c);
@@ -439,25 +619,70 @@ static int layout_fwd(const ops_backend *be, opcase *c) {
   int *d = c->d;
   ops_backend_set(id_of(be));
   switch (d[0]) {
-  case 0: NEED(be, permute_fwd); op_video_to_spatial_tokens(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
-  case 1: NEED(be, permute_fwd); op_spatial_tokens_to_video(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
-  case 2: NEED(be, permute_fwd); op_video_to_temporal_tokens(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
-  case 3: NEED(be, permute_fwd); op_temporal_tokens_to_video(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
-  case 4: NEED(be, permute_fwd); op_heads_split(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
-  case 5: NEED(be, permute_fwd); op_heads_merge(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
-  case 6: NEED(be, repeat_fwd); op_context_repeat(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
-  case 7: NEED(be, upsample2x_fwd); be->upsample2x_fwd(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
-  case 8: NEED(be, avgpool2x_fwd); be->avgpool2x_fwd(c->out[0], c->in[0], d[1], d[2], d[3], d[4]); break;
-  case 9: NEED(be, bias_add_fwd); be->bias_add_fwd(c->out[0], c->in[0], c->in[1], d[1], d[2], d[3], d[4]); break;
-  case 10: NEED(be, concat_fwd); be->concat_fwd(c->out[0], c->in[0], c->in[1], d[1], d[2], d[3], d[4]); break;
-  case 11: NEED(be, mul_fwd); be->mul_fwd(c->out[0], c->in[0], c->in[1], c->nin_el[0]); break;
-  case 12: NEED(be, add_fwd); be->add_fwd(c->out[0], c->in[0], c->in[1], c->nin_el[0]); break;
-  case 13: NEED(be, l2norm_fwd); be->l2norm_fwd(c->out[0], c->aux, c->in[0], d[1], d[2], 1e-6f); break;
-  case 14:
-    NEED(be, dropout_fwd);
-    be->dropout_fwd(c->out[0], c->aux, c->in[0], c->nin_el[0], 0.3f, 77);
-    break;
-  case 15: NEED(be, cond_drop_fwd); be->cond_drop_fwd(c->out[0], c->in[0], c->in[1], c->aux, d[1], d[2]); break;
+    case 0:
+      NEED(be, permute_fwd);
+      op_video_to_spatial_tokens(c->out[0], c->in[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 1:
+      NEED(be, permute_fwd);
+      op_spatial_tokens_to_video(c->out[0], c->in[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 2:
+      NEED(be, permute_fwd);
+      op_video_to_temporal_tokens(c->out[0], c->in[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 3:
+      NEED(be, permute_fwd);
+      op_temporal_tokens_to_video(c->out[0], c->in[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 4:
+      NEED(be, permute_fwd);
+      op_heads_split(c->out[0], c->in[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 5:
+      NEED(be, permute_fwd);
+      op_heads_merge(c->out[0], c->in[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 6:
+      NEED(be, repeat_fwd);
+      op_context_repeat(c->out[0], c->in[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 7:
+      NEED(be, upsample2x_fwd);
+      be->upsample2x_fwd(c->out[0], c->in[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 8:
+      NEED(be, avgpool2x_fwd);
+      be->avgpool2x_fwd(c->out[0], c->in[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 9:
+      NEED(be, bias_add_fwd);
+      be->bias_add_fwd(c->out[0], c->in[0], c->in[1], d[1], d[2], d[3], d[4]);
+      break;
+    case 10:
+      NEED(be, concat_fwd);
+      be->concat_fwd(c->out[0], c->in[0], c->in[1], d[1], d[2], d[3], d[4]);
+      break;
+    case 11:
+      NEED(be, mul_fwd);
+      be->mul_fwd(c->out[0], c->in[0], c->in[1], c->nin_el[0]);
+      break;
+    case 12:
+      NEED(be, add_fwd);
+      be->add_fwd(c->out[0], c->in[0], c->in[1], c->nin_el[0]);
+      break;
+    case 13:
+      NEED(be, l2norm_fwd);
+      be->l2norm_fwd(c->out[0], c->aux, c->in[0], d[1], d[2], 1e-6f);
+      break;
+    case 14:
+      NEED(be, dropout_fwd);
+      be->dropout_fwd(c->out[0], c->aux, c->in[0], c->nin_el[0], 0.3f, 77);
+      break;
+    case 15:
+      NEED(be, cond_drop_fwd);
+      be->cond_drop_fwd(c->out[0], c->in[0], c->in[1], c->aux, d[1], d[2]);
+      break;
   }
   ops_backend_set(OPS_CPU_FAST);
   return 1;
@@ -466,38 +691,85 @@ static int layout_bwd(const ops_backend *be, opcase *c, float **dout, float **di
   int *d = c->d;
   ops_backend_set(id_of(be));
   switch (d[0]) {
-  case 0: NEED(be, permute_bwd); op_video_to_spatial_tokens_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
-  case 1: NEED(be, permute_bwd); op_spatial_tokens_to_video_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
-  case 2: NEED(be, permute_bwd); op_video_to_temporal_tokens_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
-  case 3: NEED(be, permute_bwd); op_temporal_tokens_to_video_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
-  case 4: NEED(be, permute_bwd); op_heads_split_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
-  case 5: NEED(be, permute_bwd); op_heads_merge_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
-  case 6: NEED(be, repeat_bwd); op_context_repeat_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
-  case 7: NEED(be, upsample2x_bwd); be->upsample2x_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
-  case 8: NEED(be, avgpool2x_bwd); be->avgpool2x_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]); break;
-  case 9: NEED(be, bias_add_bwd); be->bias_add_bwd(din[0], din[1], dout[0], d[1], d[2], d[3], d[4]); break;
-  case 10: NEED(be, concat_bwd); be->concat_bwd(din[0], din[1], dout[0], d[1], d[2], d[3], d[4]); break;
-  case 11: NEED(be, mul_bwd); be->mul_bwd(din[0], din[1], dout[0], c->in[0], c->in[1], c->nin_el[0]); break;
-  case 12: // residual add: the backward is two axpys
-    NEED(be, axpy);
-    be->axpy(din[0], 1.0f, dout[0], c->nin_el[0]);
-    be->axpy(din[1], 1.0f, dout[0], c->nin_el[0]);
-    break;
-  case 13:
-    NEED(be, l2norm_bwd);
-    layout_fwd(ops_backend_get(OPS_CPU_REF), c);
-    be->l2norm_bwd(din[0], dout[0], c->out[0], c->aux, d[1], d[2]);
-    break;
-  case 14: NEED(be, dropout_bwd); be->dropout_bwd(din[0], dout[0], c->aux, c->nin_el[0], 0.3f); break;
-  case 15: NEED(be, cond_drop_bwd); be->cond_drop_bwd(din[0], din[1], dout[0], c->aux, d[1], d[2]); break;
+    case 0:
+      NEED(be, permute_bwd);
+      op_video_to_spatial_tokens_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 1:
+      NEED(be, permute_bwd);
+      op_spatial_tokens_to_video_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 2:
+      NEED(be, permute_bwd);
+      op_video_to_temporal_tokens_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 3:
+      NEED(be, permute_bwd);
+      op_temporal_tokens_to_video_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 4:
+      NEED(be, permute_bwd);
+      op_heads_split_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 5:
+      NEED(be, permute_bwd);
+      op_heads_merge_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 6:
+      NEED(be, repeat_bwd);
+      op_context_repeat_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 7:
+      NEED(be, upsample2x_bwd);
+      be->upsample2x_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 8:
+      NEED(be, avgpool2x_bwd);
+      be->avgpool2x_bwd(din[0], dout[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 9:
+      NEED(be, bias_add_bwd);
+      be->bias_add_bwd(din[0], din[1], dout[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 10:
+      NEED(be, concat_bwd);
+      be->concat_bwd(din[0], din[1], dout[0], d[1], d[2], d[3], d[4]);
+      break;
+    case 11:
+      NEED(be, mul_bwd);
+      be->mul_bwd(din[0], din[1], dout[0], c->in[0], c->in[1], c->nin_el[0]);
+      break;
+    case 12:  // residual add: the backward is two axpys
+      NEED(be, axpy);
+      be->axpy(din[0], 1.0f, dout[0], c->nin_el[0]);
+      be->axpy(din[1], 1.0f, dout[0], c->nin_el[0]);
+      break;
+    case 13:
+      NEED(be, l2norm_bwd);
+      layout_fwd(be, c);
+      be->l2norm_bwd(din[0], dout[0], c->out[0], c->aux, d[1], d[2]);
+      break;
+    case 14:
+      NEED(be, dropout_bwd);
+      be->dropout_bwd(din[0], dout[0], c->aux, c->nin_el[0], 0.3f);
+      break;
+    case 15:
+      NEED(be, cond_drop_bwd);
+      be->cond_drop_bwd(din[0], din[1], dout[0], c->aux, d[1], d[2]);
+      break;
   }
   ops_backend_set(OPS_CPU_FAST);
   return 1;
 }
 static void case_layout(const char *name, int which, int a, int b, int cc, int dd, int64_t nin0,
                         int64_t nin1, int64_t nout) {
-  opcase c = {.name = name, .nin = nin1 ? 2 : 1, .nout = 1, .fwd = layout_fwd, .bwd = layout_bwd,
-              .h = 1e-2f, .tol = 2e-3};
+  opcase c = {.name = name,
+              .nin = nin1 ? 2 : 1,
+              .nout = 1,
+              .fwd = layout_fwd,
+              .bwd = layout_bwd,
+              .h = 1e-2f,
+              .tol = 2e-3};
   c.d[0] = which, c.d[1] = a, c.d[2] = b, c.d[3] = cc, c.d[4] = dd;
   c.in[0] = rnd(c.nin_el[0] = nin0, -1, 1);
   c.grad_in[0] = 1;
@@ -506,12 +778,13 @@ static void case_layout(const char *name, int which, int a, int b, int cc, int d
     c.grad_in[1] = 1;
   }
   c.out[0] = zeros(c.nout_el[0] = nout);
-  if (which == 13) c.aux = zeros(a);
-  if (which == 14) c.aux = xcalloc((size_t)nin0, 1);
+  if (which == 13) c.aux = zeros(c.aux_n = a), c.aux_kind = AUX_F32;
+  if (which == 14) c.aux = xcalloc((size_t)(c.aux_n = nin0), 1), c.aux_kind = AUX_U8_DEVICE;
   if (which == 15) {
     uint8_t *keep = xcalloc((size_t)a, 1);
     for (int i = 0; i < a; i++) keep[i] = i % 2 == 0;
     c.aux = keep;
+    c.aux_kind = AUX_U8_HOST;
   }
   run_case(&c);
 }
@@ -520,49 +793,62 @@ static void case_layout(const char *name, int which, int a, int b, int cc, int d
 static int loss_fwd(const ops_backend *be, opcase *c) {
   int64_t n = c->nin_el[0];
   switch (c->d[0]) {
-  case 0: NEED(be, mse_fwd); be->mse_fwd(c->out[0], c->in[0], c->in[1], n); break;
-  case 1: NEED(be, huber_fwd); be->huber_fwd(c->out[0], c->in[0], c->in[1], n, c->f[0]); break;
-  case 2: {
-    NEED(be, infonce_fwd);
-    float *p = c->aux;
-    int N = c->d[1];
-    be->infonce_fwd(c->out[0], p, p + N * N, c->in[0], c->in[1], N, c->d[2], c->f[0]);
-    break;
-  }
+    case 0:
+      NEED(be, mse_fwd);
+      be->mse_fwd(c->out[0], c->in[0], c->in[1], n);
+      break;
+    case 1:
+      NEED(be, huber_fwd);
+      be->huber_fwd(c->out[0], c->in[0], c->in[1], n, c->f[0]);
+      break;
+    case 2: {
+      NEED(be, infonce_fwd);
+      float *p = c->aux;
+      int N = c->d[1];
+      be->infonce_fwd(c->out[0], p, p + N * N, c->in[0], c->in[1], N, c->d[2], c->f[0]);
+      break;
+    }
   }
   return 1;
 }
 static int loss_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
   int64_t n = c->nin_el[0];
   switch (c->d[0]) {
-  case 0: NEED(be, mse_bwd); be->mse_bwd(din[0], din[1], dout[0][0], c->in[0], c->in[1], n); break;
-  case 1: NEED(be, huber_bwd); be->huber_bwd(din[0], din[1], dout[0][0], c->in[0], c->in[1], n, c->f[0]); break;
-  case 2: {
-    NEED(be, infonce_bwd);
-    loss_fwd(ops_backend_get(OPS_CPU_REF), c);
-    float *p = c->aux;
-    int N = c->d[1];
-    be->infonce_bwd(din[0], din[1], dout[0][0], c->in[0], c->in[1], p, p + N * N, N, c->d[2],
-                    c->f[0]);
-    break;
-  }
+    case 0:
+      NEED(be, mse_bwd);
+      be->mse_bwd(din[0], din[1], c->f[3], c->in[0], c->in[1], n);
+      break;
+    case 1:
+      NEED(be, huber_bwd);
+      be->huber_bwd(din[0], din[1], c->f[3], c->in[0], c->in[1], n, c->f[0]);
+      break;
+    case 2: {
+      NEED(be, infonce_bwd);
+      loss_fwd(be, c);
+      float *p = c->aux;
+      int N = c->d[1];
+      be->infonce_bwd(din[0], din[1], c->f[3], c->in[0], c->in[1], p, p + N * N, N, c->d[2],
+                      c->f[0]);
+      break;
+    }
   }
   return 1;
 }
 static void case_loss(const char *name, int which, int N, int D, float param, float h) {
-  opcase c = {.name = name, .nin = 2, .nout = 1, .fwd = loss_fwd, .bwd = loss_bwd, .h = h,
-              .tol = 3e-3};
+  opcase c = {
+      .name = name, .nin = 2, .nout = 1, .fwd = loss_fwd, .bwd = loss_bwd, .h = h, .tol = 3e-3};
   c.d[0] = which, c.d[1] = N, c.d[2] = D;
   c.f[0] = param;
   c.in[0] = rnd(c.nin_el[0] = (int64_t)N * D, -1, 1);
   c.in[1] = rnd(c.nin_el[1] = (int64_t)N * D, -1, 1);
   c.grad_in[0] = c.grad_in[1] = 1;
   c.out[0] = zeros(c.nout_el[0] = 1);
-  if (which == 2) c.aux = zeros(2 * N * N);
+  if (which == 2) c.aux = zeros(c.aux_n = 2 * N * N), c.aux_kind = AUX_F32;
   run_case(&c);
 }
 
-/* ---- kernels without a backward: embeddings, optimiser, reductions ----------------------------- */
+/* ---- kernels without a backward: embeddings, optimiser, reductions -----------------------------
+ */
 
 static void check_embeddings(void) {
   const ops_backend *ref = ops_backend_get(OPS_CPU_REF);
@@ -584,13 +870,18 @@ static void check_embeddings(void) {
 static void check_optim(void) {
   for (int b = 0; b < OPS_NBACKENDS; b++) {
     const ops_backend *be = ops_backend_get((ops_backend_id)b);
-    if (!be) continue; // not present: announced at the start
+    if (!be) continue;    // not present: announced at the start
+    if (be->mem_alloc) {  // a device backend: covered by the op cases, not by these host checks
+      printf("  %-22s %-9s skipped (host-memory check)\n", "optim", be->name);
+      g_skipped++;
+      continue;
+    }
     if (!be->adamw_step || !be->sumsq || !be->ema_update) {
       printf("  %-22s %-9s skipped (not supported)\n", "optim", ops_backend_name(b));
       g_skipped++;
       continue;
     }
-    int n = 200003; // crosses the 65536 chunks of the reduction
+    int n = 200003;  // crosses the 65536 chunks of the reduction
     float *p = rnd(n, -1, 1), *g = rnd(n, -1, 1), *m = zeros(n), *v = zeros(n), *e = zeros(n);
     double *pd = xmalloc(sizeof(double) * n), *md = xcalloc(n, sizeof(double)),
            *vd = xcalloc(n, sizeof(double));
@@ -598,7 +889,7 @@ static void check_optim(void) {
     float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.1f;
     for (int step = 1; step <= 3; step++) {
       be->adamw_step(p, g, m, v, n, lr, b1, b2, eps, wd, step);
-      for (int i = 0; i < n; i++) { // the textbook update in double
+      for (int i = 0; i < n; i++) {  // the textbook update in double
         pd[i] *= 1.0 - (double)lr * wd;
         md[i] = b1 * md[i] + (1.0 - b1) * g[i];
         vd[i] = b2 * vd[i] + (1.0 - b2) * (double)g[i] * g[i];
@@ -629,7 +920,7 @@ static void check_optim(void) {
 
 /* Masked keys get probability exactly 0 on every backend (motion guidance reads the maps). */
 static void check_mask_exact(void) {
-  int B = 2, H = 2, Nq = 6, Nk = 40, D = 8; // Nk above the fast backend's short-sequence path too
+  int B = 2, H = 2, Nq = 6, Nk = 40, D = 8;  // Nk above the fast backend's short-sequence path too
   for (int pass = 0; pass < 2; pass++, Nk = 5) {
     float *q = rnd((int64_t)B * H * Nq * D, -1, 1), *k = rnd((int64_t)B * H * Nk * D, -1, 1);
     float *v = rnd((int64_t)B * H * Nk * D, -1, 1), *o = zeros((int64_t)B * H * Nq * D);
@@ -639,10 +930,11 @@ static void check_mask_exact(void) {
     op_attn_mask m = {.keep = keep, .mb = 1};
     for (int b = 0; b < OPS_NBACKENDS; b++) {
       const ops_backend *be = ops_backend_get((ops_backend_id)b);
-      if (!be || !be->attention_fwd) continue;
+      if (!be || !be->attention_fwd || be->mem_alloc) continue;
       be->attention_fwd(o, p, q, k, v, &m, B, H, Nq, Nk, D, 0.35f);
       int bad = 0;
-      for (int64_t e = 0; e < (int64_t)B * H * Nq * Nk; e++) bad += !keep[e % (Nq * Nk)] && p[e] != 0.0f;
+      for (int64_t e = 0; e < (int64_t)B * H * Nq * Nk; e++)
+        bad += !keep[e % (Nq * Nk)] && p[e] != 0.0f;
       CHECKF(!bad, "%s: %d masked probabilities are not exactly 0 (Nk %d)", be->name, bad, Nk);
     }
     free(q), free(k), free(v), free(o), free(p), free(keep);
@@ -665,8 +957,24 @@ static void check_determinism(void) {
   free(x), free(w), free(g), free(dw1), free(dw2);
 }
 
+/* TURBO_TEST_FAKE_DEVICE=1 puts a copy of the fast backend with its own "device" memory into the
+ * empty CUDA slot, so the mirroring above is exercised (under ASan) without a GPU. */
+static void *fake_alloc(size_t n) { return xcalloc(1, n); }
+static void fake_free(void *p) { free(p); }
+static void fake_copy(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
+static ops_backend g_fake;
+
 int main(void) {
   test_begin("test_ops");
+  if (getenv("TURBO_TEST_FAKE_DEVICE") && !ops_backend_get(OPS_CUDA)) {
+    g_fake = *ops_backend_get(OPS_CPU_FAST);
+    g_fake.name = "fake-dev";
+    g_fake.mem_alloc = fake_alloc;
+    g_fake.mem_free = fake_free;
+    g_fake.mem_to_device = fake_copy;
+    g_fake.mem_to_host = fake_copy;
+    ops_backend_register(OPS_CUDA, &g_fake);
+  }
   double t0 = time_now();
   printf("backends: ref=%s fast=%s cuda=%s\n", ops_backend_get(OPS_CPU_REF)->name,
          ops_backend_get(OPS_CPU_FAST)->name,
@@ -686,12 +994,12 @@ int main(void) {
     case_conv2d(1, 4, 6, 8, 3, 3, 1, 0, 0);
     case_conv2d(2, 3, 8, 8, 2, 1, 2, 0, 1);
     case_tconv(3, 5, 4, 6, 3, 3);
-    case_tconv(2, 1, 3, 5, 4, 3); // T = 1: only the centre tap sees data
+    case_tconv(2, 1, 3, 5, 4, 3);  // T = 1: only the centre tap sees data
     case_conv3d(2, 4, 3, 5, 6, 4, 3, 3, 1, 1, 1, 1);
     case_conv3d(1, 5, 2, 6, 5, 3, 3, 3, 2, 2, 1, 1);
     case_groupnorm(3, 1, 6, 7, 3);
     case_groupnorm(2, 3, 8, 5, 4);
-    case_groupnorm(3, 1, 5, 9, 5); // one channel per group
+    case_groupnorm(3, 1, 5, 9, 5);  // one channel per group
     case_layernorm(5, 13);
     case_act("silu", 0, 7, 13);
     case_act("gelu_tanh", 1, 7, 13);
@@ -701,7 +1009,7 @@ int main(void) {
     case_attention("attention+dprobs", 2, 3, 6, 6, 5, 0, 1);
     case_attention("attention+addmask", 3, 2, 5, 7, 4, 1, 1);
     case_attention("attention+keepmask", 2, 2, 6, 5, 3, 2, 1);
-    case_attention("temporal attention", 13, 2, 1, 1, 4, 0, 1); // T = 1
+    case_attention("temporal attention", 13, 2, 1, 1, 4, 0, 1);  // T = 1
     int B = 3, T = 2, C = 5, S = 7;
     int64_t v = (int64_t)B * T * C * S;
     case_layout("spatial tokens", 0, B, T, C, S, v, 0, v);
@@ -729,7 +1037,7 @@ int main(void) {
   ops_set_num_threads(2);
   case_conv2d(5, 16, 12, 10, 24, 3, 1, 1, 1);
   case_attention("attention 64 tokens", 2, 2, 64, 64, 16, 0, 1);
-  case_attention("attention 40 keys", 2, 2, 33, 40, 8, 1, 1); // above the short-sequence path
+  case_attention("attention 40 keys", 2, 2, 33, 40, 8, 1, 1);  // above the short-sequence path
   check_embeddings();
   check_optim();
   check_determinism();

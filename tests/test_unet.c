@@ -180,6 +180,46 @@ int main(void) {
   printf("finite differences: %d probes, %d mismatches\n", probes, bad);
   CHECKF(bad == 0, "%d of %d finite-difference probes disagree", bad, probes);
 
+  /* a variant: sinusoidal frame positions, no temporal convs, no extra conditions, two
+   * ResBlocks per level; input gradients and a sample of parameters, stored and recomputed */
+  {
+    unet_config cv = cfg;
+    cv.temporal_pos = 1, cv.temporal_conv = 0, cv.cond_embeds = 0, cv.n_res = 2;
+    unet alt, save = f.u;
+    CHECK(unet_create(&alt, &cv) == TB_OK);
+    unet_init_weights(&alt, 9, 0);
+    f.u = alt;
+    float *ga = xmalloc(f.nx * sizeof(float)), *gb = xmalloc(f.nx * sizeof(float));
+    nn_params_zero_grad(&f.u.params);
+    run(&f, c, 1, gb, NULL, NULL);
+    nn_params_zero_grad(&f.u.params);
+    run(&f, c, 0, ga, NULL, NULL);
+    CHECK(check_close_f32("variant recompute dx", gb, ga, f.nx, 1e-6 * max_abs(ga, f.nx), 1e-4));
+    double sa = max_abs(ga, f.nx), spa = max_abs(f.u.params.grad, f.u.params.total);
+    float *gpa = xmalloc(f.u.params.total * sizeof(float));
+    memcpy(gpa, f.u.params.grad, f.u.params.total * sizeof(float));
+    int badv = 0;
+    for (int64_t j = 1; j < f.nx; j += f.nx / 12) badv += !probe(&f, c, &f.x[j], ga[j], sa, "variant d/dx");
+    for (int i = 0; i < f.u.params.n; i += 9) {
+      int64_t j = f.u.params.info[i].offset + f.u.params.info[i].numel / 3;
+      badv += !probe(&f, c, &f.u.params.data[j], gpa[j], spa, f.u.params.info[i].name);
+    }
+    CHECKF(badv == 0, "variant: %d finite-difference mismatches", badv);
+    f.u = save;
+    unet_free(&alt);
+    free(ga), free(gb), free(gpa);
+  }
+
+  /* classifier-free condition dropping */
+  {
+    float cbuf[3 * 4], nul[4] = {9, 9, 9, 9};
+    uint64_t r = 1;
+    for (int i = 0; i < 12; i++) cbuf[i] = 1;
+    CHECK(unet_drop_context(cbuf, nul, 3, 4, 0.0f, &r) == 0 && cbuf[5] == 1);
+    CHECK(unet_drop_context(cbuf, nul, 3, 4, 1.0f, &r) == 3 && cbuf[5] == 9);
+    CHECK(unet_drop_context(cbuf, NULL, 3, 4, 1.0f, &r) == 3 && cbuf[11] == 0);
+  }
+
   /* ---- attention-probability gradient path ---- */
   f.attn_loss = 1;
   for (int mode = 0; mode < 2; mode++) {

@@ -34,9 +34,10 @@ static float *aligned_alloc_zero_f32(size_t n) {
   return aligned_alloc_zero(sizeof(float) * (n ? n : 1));
 }
 
-/* ---- threads ----------------------------------------------------------------------------------- */
+/* ---- threads -----------------------------------------------------------------------------------
+ */
 
-static int g_nthreads = 0; // 0: not set yet, use OpenMP's default
+static int g_nthreads = 0;  // 0: not set yet, use OpenMP's default
 
 int cpu_fast_threads(void) {
   if (g_nthreads > 0) return g_nthreads;
@@ -94,11 +95,10 @@ static void sgemm(int tA, int tB, int M, int N, int K, float alpha, const float 
 }
 
 /* Per-thread accumulation buffers for parameter gradients: `nt` blocks of n floats, zeroed. */
-static float *partials_new(int nt, size_t n) {
-  return aligned_alloc_zero_f32((size_t)nt * n);
-}
+static float *partials_new(int nt, size_t n) { return aligned_alloc_zero_f32((size_t)nt * n); }
 
-/* ---- GEMM, linear ----------------------------------------------------------------------------- */
+/* ---- GEMM, linear -----------------------------------------------------------------------------
+ */
 
 static void fast_matmul(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                         const float *Bm, float beta, float *Cm) {
@@ -131,7 +131,8 @@ static void fast_linear_bwd(float *dinp, float *dweight, float *dbias, const flo
   if (dbias) colsum_add(dbias, dout, N, Cout);
 }
 
-/* ---- conv2d: im2col + sgemm per image --------------------------------------------------------- */
+/* ---- conv2d: im2col + sgemm per image ---------------------------------------------------------
+ */
 
 // col (Cin*k*k, Ho*Wo) from one image x (Cin, H, W)
 static void im2col(float *col, const float *x, int Cin, int H, int W, int k, int stride, int pad,
@@ -182,21 +183,20 @@ static int work_threads(int64_t n) {
   int nt = cpu_fast_threads();
   return (n >= nt && nt > 1) ? nt : 1;
 }
-#define WORK_LOOP_BEGIN(n)                                                                  \
-  {                                                                                        \
-    int nt_ = work_threads(n);                                                             \
-    int par_ = nt_ > 1;                                                                    \
-    if (par_) blas_serial_begin();                                                         \
-    _Pragma("omp parallel num_threads(nt_) if (par_)")                                     \
-    {                                                                                      \
-      int tid = 0;                                                                         \
-      WORK_TID_INIT                                                                        \
-      int64_t lo_ = (int64_t)(n) * tid / nt_, hi_ = (int64_t)(n) * (tid + 1) / nt_;        \
+#define WORK_LOOP_BEGIN(n)                                                        \
+  {                                                                               \
+    int nt_ = work_threads(n);                                                    \
+    int par_ = nt_ > 1;                                                           \
+    if (par_) blas_serial_begin();                                                \
+    _Pragma("omp parallel num_threads(nt_) if (par_)") {                          \
+      int tid = 0;                                                                \
+      WORK_TID_INIT                                                               \
+      int64_t lo_ = (int64_t)(n)*tid / nt_, hi_ = (int64_t)(n) * (tid + 1) / nt_; \
       for (int64_t item = lo_; item < hi_; item++) {
-#define WORK_LOOP_END                                                                       \
-  }                                                                                        \
-  }                                                                                        \
-  if (par_) blas_serial_end();                                                             \
+#define WORK_LOOP_END          \
+  }                            \
+  }                            \
+  if (par_) blas_serial_end(); \
   }
 #ifdef _OPENMP
 #define WORK_TID_INIT tid = omp_get_thread_num();
@@ -210,7 +210,7 @@ static void fast_conv2d_fwd(float *out, const float *inp, const float *weight, c
                             int N, int Cin, int H, int W, int Cout, int k, int stride, int pad) {
   int Ho = conv_out(H, k, stride, pad), Wo = conv_out(W, k, stride, pad);
   size_t HWo = (size_t)Ho * Wo, K = (size_t)Cin * k * k;
-  int direct = k == 1 && stride == 1 && pad == 0; // a 1x1 conv reads the image as its columns
+  int direct = k == 1 && stride == 1 && pad == 0;  // a 1x1 conv reads the image as its columns
   int nt = cpu_fast_threads();
   float *cols = direct ? NULL : aligned_alloc_zero_f32((size_t)nt * K * HWo);
   WORK_LOOP_BEGIN(N)
@@ -251,8 +251,7 @@ static void fast_conv2d_bwd(float *dinp, float *dweight, float *dbias, const flo
     if (direct) {
       sgemm(1, 0, (int)K, (int)HWo, Cout, 1.0f, weight, (int)K, g, (int)HWo, 1.0f, dx, (int)HWo);
     } else {
-      sgemm(1, 0, (int)K, (int)HWo, Cout, 1.0f, weight, (int)K, g, (int)HWo, 0.0f, dcol,
-            (int)HWo);
+      sgemm(1, 0, (int)K, (int)HWo, Cout, 1.0f, weight, (int)K, g, (int)HWo, 0.0f, dcol, (int)HWo);
       col2im_add(dx, dcol, Cin, H, W, k, stride, pad, Ho, Wo);
     }
   }
@@ -280,7 +279,8 @@ static void fast_conv2d_bwd(float *dinp, float *dweight, float *dbias, const flo
   aligned_free(dw);
 }
 
-/* ---- temporal conv: per output frame, a sum of kt GEMMs ---------------------------------------- */
+/* ---- temporal conv: per output frame, a sum of kt GEMMs ----------------------------------------
+ */
 
 // wr (kt, Cout, Cin) from weight (Cout, Cin, kt)
 static float *tconv_weight_by_tap(const float *weight, int Cout, int Cin, int kt) {
@@ -322,15 +322,15 @@ static void fast_tconv_bwd(float *dinp, float *dweight, float *dbias, const floa
   int b = (int)(item / T), t = (int)(item % T);
   // item is an input frame t for dinp, and an output frame t for dweight
   for (int j = 0; j < kt; j++) {
-    int to = t - j + P; // output frame that read input frame t through tap j
+    int to = t - j + P;  // output frame that read input frame t through tap j
     if (dinp && to >= 0 && to < T)
       sgemm(1, 0, Cin, S, Cout, 1.0f, wr + (size_t)j * Cout * Cin, Cin,
             dout + ((size_t)b * T + to) * Cout * S, S, 1.0f, dinp + item * (size_t)Cin * S, S);
-    int ts = t + j - P; // input frame output frame t read through tap j
+    int ts = t + j - P;  // input frame output frame t read through tap j
     if (dweight && ts >= 0 && ts < T)
       sgemm(0, 1, Cout, Cin, S, 1.0f, dout + item * (size_t)Cout * S, S,
-            inp + ((size_t)b * T + ts) * Cin * S, S, 1.0f, dw + (size_t)tid * WN + (size_t)j * Cout * Cin,
-            Cin);
+            inp + ((size_t)b * T + ts) * Cin * S, S, 1.0f,
+            dw + (size_t)tid * WN + (size_t)j * Cout * Cin, Cin);
   }
   WORK_LOOP_END
   if (dweight)
@@ -338,7 +338,8 @@ static void fast_tconv_bwd(float *dinp, float *dweight, float *dbias, const floa
       for (int ci = 0; ci < Cin; ci++)
         for (int j = 0; j < kt; j++) {
           float s = 0.0f;
-          for (int th = 0; th < used_nt; th++) s += dw[(size_t)th * WN + ((size_t)j * Cout + co) * Cin + ci];
+          for (int th = 0; th < used_nt; th++)
+            s += dw[(size_t)th * WN + ((size_t)j * Cout + co) * Cin + ci];
           dweight[((size_t)co * Cin + ci) * kt + j] += s;
         }
   if (dbias) {
@@ -356,7 +357,8 @@ static void fast_tconv_bwd(float *dinp, float *dweight, float *dbias, const floa
   aligned_free(dw);
 }
 
-/* ---- conv3d on the video layout: per output frame, a sum over kt taps of im2col GEMMs ------------ */
+/* ---- conv3d on the video layout: per output frame, a sum over kt taps of im2col GEMMs
+ * ------------ */
 
 // wr (kt, Cout, Cin*k*k) from weight (Cout, Cin, kt, k, k)
 static float *conv3d_weight_by_tap(const float *weight, int Cout, int Cin, int kt, int k) {
@@ -406,7 +408,7 @@ static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const flo
   int nt = cpu_fast_threads();
   float *wr = conv3d_weight_by_tap(weight, Cout, Cin, kt, k);
   float *cols = aligned_alloc_zero_f32((size_t)nt * K * HWo);
-  if (dinp) { // over input frames: gather every (output frame, tap) that read frame t
+  if (dinp) {  // over input frames: gather every (output frame, tap) that read frame t
     WORK_LOOP_BEGIN((int64_t)B * T)
     int b = (int)(item / T), t = (int)(item % T), any = 0;
     float *dcol = cols + (size_t)tid * K * HWo;
@@ -415,14 +417,13 @@ static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const flo
       if (num < 0 || num % stride_t || num / stride_t >= To) continue;
       int to = num / stride_t;
       sgemm(1, 0, (int)K, (int)HWo, Cout, 1.0f, wr + (size_t)j * Cout * K, (int)K,
-            dout + ((size_t)b * To + to) * Cout * HWo, (int)HWo, any ? 1.0f : 0.0f, dcol,
-            (int)HWo);
+            dout + ((size_t)b * To + to) * Cout * HWo, (int)HWo, any ? 1.0f : 0.0f, dcol, (int)HWo);
       any = 1;
     }
     if (any) col2im_add(dinp + item * frame, dcol, Cin, H, W, k, stride, pad, Ho, Wo);
     WORK_LOOP_END
   }
-  if (dweight) { // over output frames, per-thread partial sums
+  if (dweight) {  // over output frames, per-thread partial sums
     int used_nt = work_threads((int64_t)B * To);
     float *dw = partials_new(nt, WN);
     WORK_LOOP_BEGIN((int64_t)B * To)
@@ -464,7 +465,8 @@ static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const flo
   aligned_free(wr);
 }
 
-/* ---- normalisation ----------------------------------------------------------------------------- */
+/* ---- normalisation -----------------------------------------------------------------------------
+ */
 
 static void fast_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp,
                                const float *weight, const float *bias, int N, int T, int C, int S,
@@ -528,8 +530,8 @@ static void fast_layernorm_bwd(float *dinp, float *dweight, float *dbias, const 
   if (dinp) {
 #pragma omp parallel for schedule(static) if ((int64_t)N * C > 16384)
     for (int n = 0; n < N; n++)
-      cpu_ln_row_bwd_input(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C,
-                           mean[n], rstd[n], weight, C);
+      cpu_ln_row_bwd_input(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C, mean[n],
+                           rstd[n], weight, C);
   }
   if (dweight || dbias) {
 #pragma omp parallel for schedule(static) if ((int64_t)N * C > 16384)
@@ -546,7 +548,8 @@ static void fast_layernorm_bwd(float *dinp, float *dweight, float *dbias, const 
   }
 }
 
-/* ---- activations, element-wise ------------------------------------------------------------------ */
+/* ---- activations, element-wise ------------------------------------------------------------------
+ */
 
 #define EW_PAR _Pragma("omp parallel for simd schedule(static) if (n > 32768)")
 
@@ -573,29 +576,37 @@ static void fast_gelu_tanh_bwd(float *dinp, const float *dout, const float *inp,
   }
 }
 static void fast_gelu_erf_fwd(float *out, const float *inp, int64_t n) {
-  EW_PAR for (int64_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * 0.70710678f));
+  EW_PAR for (int64_t i = 0; i < n; i++) out[i] =
+      0.5f * inp[i] * (1.0f + erff(inp[i] * 0.70710678f));
 }
 static void fast_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
   EW_PAR for (int64_t i = 0; i < n; i++) {
     float x = inp[i];
-    dinp[i] += dout[i] * (0.5f * (1.0f + erff(x * 0.70710678f)) +
-                          x * 0.39894228f * expf(-0.5f * x * x));
+    dinp[i] +=
+        dout[i] * (0.5f * (1.0f + erff(x * 0.70710678f)) + x * 0.39894228f * expf(-0.5f * x * x));
   }
 }
 /* exp(x) for x <= 0 (softmax arguments after the max is subtracted): 2^(x log2 e) split into
  * 2^n (added to the exponent bits) times 2^f, f in [-1/2, 1/2], by a degree-7 Taylor polynomial;
  * relative error below 2e-7. Arguments below -87 (and masked -inf entries) give exactly 0:
- * exp(-87) ~ 1.6e-38 is invisible in a row sum >= 1, and masked keys must get probability 0. SSE2 (the x86-64 baseline) four at a time, scalar elsewhere. */
-#define EXP_POLY(f)                                                                          \
-  (1.0f + (f) * (1.0f + (f) * (0.5f + (f) * (1.0f / 6 + (f) * (1.0f / 24 + (f) * (1.0f / 120 + \
-   (f) * (1.0f / 720 + (f) * (1.0f / 5040))))))))
+ * exp(-87) ~ 1.6e-38 is invisible in a row sum >= 1, and masked keys must get probability 0. SSE2
+ * (the x86-64 baseline) four at a time, scalar elsewhere. */
+#define EXP_POLY(f)                                              \
+  (1.0f +                                                        \
+   (f) * (1.0f + (f) * (0.5f + (f) * (1.0f / 6 +                 \
+                                      (f) * (1.0f / 24 +         \
+                                             (f) * (1.0f / 120 + \
+                                                    (f) * (1.0f / 720 + (f) * (1.0f / 5040))))))))
 static inline float exp_nonpos(float x) {
-  if (x < -87.0f) return 0.0f; // also a masked (-inf) entry: exactly zero
+  if (x < -87.0f) return 0.0f;  // also a masked (-inf) entry: exactly zero
   float t = x * 1.4426950408889634f;
-  float r = (t + 12582912.0f) - 12582912.0f; // round to nearest integer (|t| < 2^22)
-  float f = (t - r) * 0.6931471805599453f;   // 2^(t-r) = e^f
-  union { float f; int32_t i; } u = {EXP_POLY(f)};
-  u.i += (int32_t)r * (1 << 23); // times 2^r (r >= -126: no overflow)
+  float r = (t + 12582912.0f) - 12582912.0f;  // round to nearest integer (|t| < 2^22)
+  float f = (t - r) * 0.6931471805599453f;    // 2^(t-r) = e^f
+  union {
+    float f;
+    int32_t i;
+  } u = {EXP_POLY(f)};
+  u.i += (int32_t)r * (1 << 23);  // times 2^r (r >= -126: no overflow)
   return u.f;
 }
 /* p[j] = exp(p[j] - mx) for j < n; returns the sum (fixed order: four lanes, then the tail). */
@@ -607,7 +618,7 @@ static float exp_row(float *p, int n, float mx) {
   for (; j + 4 <= n; j += 4) {
     __m128 xr = _mm_sub_ps(_mm_loadu_ps(p + j), vmx), x = _mm_max_ps(xr, lo);
     __m128 t = _mm_mul_ps(x, _mm_set1_ps(1.4426950408889634f));
-    __m128i ri = _mm_cvtps_epi32(t); // round to nearest
+    __m128i ri = _mm_cvtps_epi32(t);  // round to nearest
     __m128 f = _mm_mul_ps(_mm_sub_ps(t, _mm_cvtepi32_ps(ri)), _mm_set1_ps(0.6931471805599453f));
     __m128 q = _mm_set1_ps(1.0f / 5040);
     q = _mm_add_ps(_mm_mul_ps(q, f), _mm_set1_ps(1.0f / 720));
@@ -618,7 +629,7 @@ static float exp_row(float *p, int n, float mx) {
     q = _mm_add_ps(_mm_mul_ps(q, f), _mm_set1_ps(1.0f));
     q = _mm_add_ps(_mm_mul_ps(q, f), _mm_set1_ps(1.0f));
     q = _mm_castsi128_ps(_mm_add_epi32(_mm_castps_si128(q), _mm_slli_epi32(ri, 23)));
-    q = _mm_and_ps(q, _mm_cmpge_ps(xr, lo)); // below -87 or -inf: 0
+    q = _mm_and_ps(q, _mm_cmpge_ps(xr, lo));  // below -87 or -inf: 0
     _mm_storeu_ps(p + j, q);
     acc = _mm_add_ps(acc, q);
   }
@@ -712,9 +723,10 @@ static void fast_sumsq(float *out, const float *x, int64_t n) {
   free(part);
 }
 
-/* ---- attention: per (b, h), scores and outputs by sgemm ------------------------------------------
- * Even the temporal attention's 16x16x16 products run faster through OpenBLAS than through
- * plain vectorised loops (measured: fwd 7.8 vs 6.3, bwd 17.6 vs 9.6 GFLOP/s, one thread). */
+/* ---- attention: per (b, h), scores and outputs by sgemm
+ * ------------------------------------------ Even the temporal attention's 16x16x16 products run
+ * faster through OpenBLAS than through plain vectorised loops (measured: fwd 7.8 vs 6.3, bwd 17.6
+ * vs 9.6 GFLOP/s, one thread). */
 
 static void fast_attention_fwd(float *out, float *probs, const float *q, const float *k,
                                const float *v, const op_attn_mask *mask, int B, int H, int Nq,
@@ -723,8 +735,8 @@ static void fast_attention_fwd(float *out, float *probs, const float *q, const f
   (void)tid;
   int b = (int)(item / H);
   float *P = probs + item * (size_t)Nq * Nk;
-  sgemm(0, 1, Nq, Nk, D, scale, q + item * (size_t)Nq * D, D, k + item * (size_t)Nk * D, D, 0.0f,
-        P, Nk);
+  sgemm(0, 1, Nq, Nk, D, scale, q + item * (size_t)Nq * D, D, k + item * (size_t)Nk * D, D, 0.0f, P,
+        Nk);
   size_t moff = mask ? (size_t)(mask->mb == 1 ? 0 : b) * Nq * Nk : 0;
   for (int i = 0; i < Nq; i++)
     fast_softmax_row(P + (size_t)i * Nk,
@@ -736,9 +748,9 @@ static void fast_attention_fwd(float *out, float *probs, const float *q, const f
 }
 
 static void fast_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
-                               const float *dprobs, const float *q, const float *k,
-                               const float *v, const float *probs, int B, int H, int Nq, int Nk,
-                               int D, float scale) {
+                               const float *dprobs, const float *q, const float *k, const float *v,
+                               const float *probs, int B, int H, int Nq, int Nk, int D,
+                               float scale) {
   int nt = cpu_fast_threads();
   float *bufs = aligned_alloc_zero_f32((size_t)nt * Nq * Nk);
   WORK_LOOP_BEGIN((int64_t)B * H)
@@ -763,7 +775,8 @@ static void fast_attention_bwd(float *dq, float *dk, float *dv, const float *dou
   aligned_free(bufs);
 }
 
-/* ---- layout ---------------------------------------------------------------------------------------- */
+/* ---- layout
+ * ---------------------------------------------------------------------------------------- */
 
 static void fast_permute_fwd(float *out, const float *inp, int ndim, const int *shape,
                              const int *perm) {

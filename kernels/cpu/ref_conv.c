@@ -37,8 +37,8 @@ void ref_linear_fwd(float *out, const float *inp, const float *weight, const flo
     }
 }
 
-void ref_linear_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
-                    const float *inp, const float *weight, int N, int Cin, int Cout) {
+void ref_linear_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                    const float *weight, int N, int Cin, int Cout) {
   if (dinp)
     for (int n = 0; n < N; n++)
       for (int i = 0; i < Cin; i++) {
@@ -67,8 +67,8 @@ static int out_size(int n, int k, int stride, int pad) { return (n + 2 * pad - k
 
 // out (B, To, Cout, Ho, Wo) from inp (B, T, Cin, H, W), weight (Cout, Cin, kt, k, k)
 void ref_conv3d_fwd(float *out, const float *inp, const float *weight, const float *bias, int B,
-                    int T, int Cin, int H, int W, int Cout, int kt, int k, int stride_t,
-                    int stride, int pad_t, int pad) {
+                    int T, int Cin, int H, int W, int Cout, int kt, int k, int stride_t, int stride,
+                    int pad_t, int pad) {
   int To = out_size(T, kt, stride_t, pad_t), Ho = out_size(H, k, stride, pad),
       Wo = out_size(W, k, stride, pad);
   for (int b = 0; b < B; b++)
@@ -104,12 +104,13 @@ static int src_index(int i, int j, int stride, int pad, int n_out) {
   return o < n_out ? o : -1;
 }
 
-void ref_conv3d_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
-                    const float *inp, const float *weight, int B, int T, int Cin, int H, int W,
-                    int Cout, int kt, int k, int stride_t, int stride, int pad_t, int pad) {
+void ref_conv3d_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                    const float *weight, int B, int T, int Cin, int H, int W, int Cout, int kt,
+                    int k, int stride_t, int stride, int pad_t, int pad) {
   int To = out_size(T, kt, stride_t, pad_t), Ho = out_size(H, k, stride, pad),
       Wo = out_size(W, k, stride, pad);
-#define DOUT(b, to, co, oy, ox) dout[((((size_t)(b) * To + (to)) * Cout + (co)) * Ho + (oy)) * Wo + (ox)]
+#define DOUT(b, to, co, oy, ox) \
+  dout[((((size_t)(b)*To + (to)) * Cout + (co)) * Ho + (oy)) * Wo + (ox)]
   // dinp: gather, for each input element, every (output, tap) pair that read it
   if (dinp)
     for (int b = 0; b < B; b++)
@@ -175,19 +176,18 @@ void ref_conv2d_fwd(float *out, const float *inp, const float *weight, const flo
                     int Cin, int H, int W, int Cout, int k, int stride, int pad) {
   ref_conv3d_fwd(out, inp, weight, bias, N, 1, Cin, H, W, Cout, 1, k, 1, stride, 0, pad);
 }
-void ref_conv2d_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
-                    const float *inp, const float *weight, int N, int Cin, int H, int W, int Cout,
-                    int k, int stride, int pad) {
-  ref_conv3d_bwd(dinp, dweight, dbias, dout, inp, weight, N, 1, Cin, H, W, Cout, 1, k, 1, stride,
-                 0, pad);
+void ref_conv2d_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                    const float *weight, int N, int Cin, int H, int W, int Cout, int k, int stride,
+                    int pad) {
+  ref_conv3d_bwd(dinp, dweight, dbias, dout, inp, weight, N, 1, Cin, H, W, Cout, 1, k, 1, stride, 0,
+                 pad);
 }
 void ref_tconv_fwd(float *out, const float *inp, const float *weight, const float *bias, int B,
                    int T, int Cin, int S, int Cout, int kt) {
   ref_conv3d_fwd(out, inp, weight, bias, B, T, Cin, 1, S, Cout, kt, 1, 1, 1, kt / 2, 0);
 }
-void ref_tconv_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
-                   const float *inp, const float *weight, int B, int T, int Cin, int S, int Cout,
-                   int kt) {
+void ref_tconv_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                   const float *weight, int B, int T, int Cin, int S, int Cout, int kt) {
   ref_conv3d_bwd(dinp, dweight, dbias, dout, inp, weight, B, T, Cin, 1, S, Cout, kt, 1, 1, 1,
                  kt / 2, 0);
 }

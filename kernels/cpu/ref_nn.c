@@ -40,9 +40,8 @@ void cpu_gn_group_fwd(float *out, float *mean, float *rstd, const float *x, cons
 }
 
 /* dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * weight, over the group. */
-void cpu_gn_group_bwd_input(float *dinp, const float *dout, const float *x, float mean,
-                            float rstd, const float *weight, int T, int C, int S, int c0,
-                            int Cg) {
+void cpu_gn_group_bwd_input(float *dinp, const float *dout, const float *x, float mean, float rstd,
+                            const float *weight, int T, int C, int S, int c0, int Cg) {
   double sg = 0.0, sgx = 0.0;
   int64_t cnt = (int64_t)T * Cg * S;
   for (int t = 0; t < T; t++)
@@ -98,7 +97,7 @@ void cpu_attn_probs_row(float *p, const float *scores, const float *add, const u
     p[j] = (float)s;
     if (s > mx) mx = s;
   }
-  if (mx == -INFINITY) { // every key masked: no attention at all
+  if (mx == -INFINITY) {  // every key masked: no attention at all
     for (int j = 0; j < Nk; j++) p[j] = 0.0f;
     return;
   }
@@ -131,9 +130,12 @@ void cpu_permute_range(float *out, const float *inp, int ndim, const int *shape,
         rem /= oshape[d];
       }
       int64_t dst = o * inner + r;
-      if (mode == 0) out[dst] = inp[src];
-      else if (mode == 1) ((float *)inp)[src] += out[dst];
-      else out[dst] += inp[src];
+      if (mode == 0)
+        out[dst] = inp[src];
+      else if (mode == 1)
+        ((float *)inp)[src] += out[dst];
+      else
+        out[dst] += inp[src];
     }
   }
 }
@@ -159,11 +161,11 @@ float cpu_gelu_erf_d(float x) {
   return (float)(cdf + x * pdf);
 }
 
-/* ---- normalisation ---------------------------------------------------------------------------- */
+/* ---- normalisation ----------------------------------------------------------------------------
+ */
 
-void ref_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp,
-                              const float *weight, const float *bias, int N, int T, int C, int S,
-                              int G, float eps) {
+void ref_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int N, int T, int C, int S, int G, float eps) {
   int Cg = C / G;
   size_t per = (size_t)T * C * S;
   for (int n = 0; n < N; n++)
@@ -173,8 +175,8 @@ void ref_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp,
 }
 
 void ref_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
-                              const float *inp, const float *mean, const float *rstd,
-                              const float *weight, int N, int T, int C, int S, int G) {
+                       const float *inp, const float *mean, const float *rstd, const float *weight,
+                       int N, int T, int C, int S, int G) {
   int Cg = C / G;
   size_t per = (size_t)T * C * S;
   if (dinp)
@@ -191,7 +193,8 @@ void ref_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *d
           size_t off = n * per + ((size_t)t * C + c) * S;
           for (int i = 0; i < S; i++) {
             sb += dout[off + i];
-            sw += (double)dout[off + i] * ((inp[off + i] - (double)mean[n * G + g]) * rstd[n * G + g]);
+            sw += (double)dout[off + i] *
+                  ((inp[off + i] - (double)mean[n * G + g]) * rstd[n * G + g]);
           }
         }
       if (dweight) dweight[c] += (float)sw;
@@ -199,13 +202,13 @@ void ref_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *d
     }
 }
 
-void ref_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,
-                              const float *weight, const float *bias, int N, int C, float eps) {
+void ref_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int N, int C, float eps) {
   ref_groupnorm_fwd(out, mean, rstd, inp, weight, bias, N, 1, C, 1, 1, eps);
 }
 void ref_layernorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
-                              const float *inp, const float *mean, const float *rstd,
-                              const float *weight, int N, int C) {
+                       const float *inp, const float *mean, const float *rstd, const float *weight,
+                       int N, int C) {
   ref_groupnorm_bwd(dinp, dweight, dbias, dout, inp, mean, rstd, weight, N, 1, C, 1, 1);
 }
 
@@ -239,9 +242,8 @@ void ref_softmax_bwd(float *dinp, const float *dout, const float *out, int N, in
 
 /* ---- attention ----------------------------------------------------------------------------- */
 
-void ref_attention_fwd(float *out, float *probs, const float *q, const float *k,
-                              const float *v, const op_attn_mask *mask, int B, int H, int Nq,
-                              int Nk, int D, float scale) {
+void ref_attention_fwd(float *out, float *probs, const float *q, const float *k, const float *v,
+                       const op_attn_mask *mask, int B, int H, int Nq, int Nk, int D, float scale) {
   float *scores = malloc(sizeof(float) * (size_t)Nk);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
@@ -268,11 +270,10 @@ void ref_attention_fwd(float *out, float *probs, const float *q, const float *k,
   free(scores);
 }
 
-void ref_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
-                              const float *dprobs, const float *q, const float *k, const float *v,
-                              const float *probs, int B, int H, int Nq, int Nk, int D,
-                              float scale) {
-  double *ds = malloc(sizeof(double) * (size_t)Nq * Nk); // dL/dscores of one (b, h)
+void ref_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *dprobs,
+                       const float *q, const float *k, const float *v, const float *probs, int B,
+                       int H, int Nq, int Nk, int D, float scale) {
+  double *ds = malloc(sizeof(double) * (size_t)Nq * Nk);  // dL/dscores of one (b, h)
   for (size_t bh = 0; bh < (size_t)B * H; bh++) {
     const float *qb = q + bh * Nq * D, *kb = k + bh * Nk * D, *vb = v + bh * Nk * D;
     const float *P = probs + bh * Nq * Nk, *dO = dout + bh * Nq * D;
@@ -314,12 +315,10 @@ void ref_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
 
 /* ---- layout ---------------------------------------------------------------------------------- */
 
-void ref_permute_fwd(float *out, const float *inp, int ndim, const int *shape,
-                            const int *perm) {
+void ref_permute_fwd(float *out, const float *inp, int ndim, const int *shape, const int *perm) {
   cpu_permute_range(out, inp, ndim, shape, perm, 0, 0, shape[perm[0]]);
 }
-void ref_permute_bwd(float *dinp, const float *dout, int ndim, const int *shape,
-                            const int *perm) {
+void ref_permute_bwd(float *dinp, const float *dout, int ndim, const int *shape, const int *perm) {
   cpu_permute_range((float *)dout, dinp, ndim, shape, perm, 1, 0, shape[perm[0]]);
 }
 
@@ -359,22 +358,20 @@ void ref_avgpool2x_bwd(float *dinp, const float *dout, int N, int C, int H, int 
         d[W + 1] += g;
       }
 }
-void ref_concat_fwd(float *out, const float *a, const float *b, int M, int Ca, int Cb,
-                           int S) {
+void ref_concat_fwd(float *out, const float *a, const float *b, int M, int Ca, int Cb, int S) {
   for (int m = 0; m < M; m++) {
     memcpy(out + (size_t)m * (Ca + Cb) * S, a + (size_t)m * Ca * S, sizeof(float) * Ca * S);
-    memcpy(out + ((size_t)m * (Ca + Cb) + Ca) * S, b + (size_t)m * Cb * S,
-           sizeof(float) * Cb * S);
+    memcpy(out + ((size_t)m * (Ca + Cb) + Ca) * S, b + (size_t)m * Cb * S, sizeof(float) * Cb * S);
   }
 }
-void ref_concat_bwd(float *da, float *db, const float *dout, int M, int Ca, int Cb,
-                           int S) {
+void ref_concat_bwd(float *da, float *db, const float *dout, int M, int Ca, int Cb, int S) {
   for (int m = 0; m < M; m++) {
     const float *d = dout + (size_t)m * (Ca + Cb) * S;
     if (da)
       for (size_t i = 0; i < (size_t)Ca * S; i++) da[(size_t)m * Ca * S + i] += d[i];
     if (db)
-      for (size_t i = 0; i < (size_t)Cb * S; i++) db[(size_t)m * Cb * S + i] += d[(size_t)Ca * S + i];
+      for (size_t i = 0; i < (size_t)Cb * S; i++)
+        db[(size_t)m * Cb * S + i] += d[(size_t)Ca * S + i];
   }
 }
 void ref_split_fwd(float *a, float *b, const float *inp, int M, int Ca, int Cb, int S) {
@@ -413,14 +410,13 @@ void ref_mul_fwd(float *out, const float *a, const float *b, int64_t n) {
   for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[i];
 }
 void ref_mul_bwd(float *da, float *db, const float *dout, const float *a, const float *b,
-                        int64_t n) {
+                 int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     if (da) da[i] += dout[i] * b[i];
     if (db) db[i] += dout[i] * a[i];
   }
 }
-void ref_bias_add_fwd(float *out, const float *inp, const float *bias, int B, int T,
-                             int C, int S) {
+void ref_bias_add_fwd(float *out, const float *inp, const float *bias, int B, int T, int C, int S) {
   for (int b = 0; b < B; b++)
     for (int t = 0; t < T; t++)
       for (int c = 0; c < C; c++) {
@@ -428,8 +424,7 @@ void ref_bias_add_fwd(float *out, const float *inp, const float *bias, int B, in
         for (int i = 0; i < S; i++) out[off + i] = inp[off + i] + bias[(size_t)b * C + c];
       }
 }
-void ref_bias_add_bwd(float *dinp, float *dbias, const float *dout, int B, int T, int C,
-                             int S) {
+void ref_bias_add_bwd(float *dinp, float *dbias, const float *dout, int B, int T, int C, int S) {
   if (dinp)
     for (size_t i = 0; i < (size_t)B * T * C * S; i++) dinp[i] += dout[i];
   if (dbias)
@@ -463,7 +458,7 @@ void ref_l2norm_bwd(float *dinp, const float *dout, const float *out, const floa
       dot += (double)y[i] * dy[i];
       yy += (double)y[i] * y[i];
     }
-    if (yy < 1.0 - 1e-3) dot = 0.0; // the norm was clamped to eps: out is linear in inp
+    if (yy < 1.0 - 1e-3) dot = 0.0;  // the norm was clamped to eps: out is linear in inp
     for (int i = 0; i < C; i++) dinp[(size_t)n * C + i] += (float)(rnorm[n] * (dy[i] - y[i] * dot));
   }
 }
@@ -497,15 +492,14 @@ void ref_guidance_embedding(float *out, const float *w, int N, int dim) {
   }
 }
 void ref_dropout_fwd(float *out, uint8_t *keep, const float *inp, int64_t n, float p,
-                            uint64_t seed) {
+                     uint64_t seed) {
   float sc = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
   for (int64_t i = 0; i < n; i++) {
     keep[i] = p <= 0.0f || op_rand_uniform(seed, (uint64_t)i) >= p;
     out[i] = keep[i] ? inp[i] * sc : 0.0f;
   }
 }
-void ref_dropout_bwd(float *dinp, const float *dout, const uint8_t *keep, int64_t n,
-                            float p) {
+void ref_dropout_bwd(float *dinp, const float *dout, const uint8_t *keep, int64_t n, float p) {
   float sc = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
   for (int64_t i = 0; i < n; i++)
     if (keep[i]) dinp[i] += dout[i] * sc;
@@ -534,8 +528,8 @@ void ref_mse_fwd(float *loss, const float *pred, const float *target, int64_t n)
   }
   *loss = (float)(s / (double)n);
 }
-void ref_mse_bwd(float *dpred, float *dtarget, float dloss, const float *pred,
-                        const float *target, int64_t n) {
+void ref_mse_bwd(float *dpred, float *dtarget, float dloss, const float *pred, const float *target,
+                 int64_t n) {
   double k = 2.0 * dloss / (double)n;
   for (int64_t i = 0; i < n; i++) {
     float g = (float)(k * ((double)pred[i] - target[i]));
@@ -543,8 +537,7 @@ void ref_mse_bwd(float *dpred, float *dtarget, float dloss, const float *pred,
     if (dtarget) dtarget[i] -= g;
   }
 }
-void ref_huber_fwd(float *loss, const float *pred, const float *target, int64_t n,
-                          float c) {
+void ref_huber_fwd(float *loss, const float *pred, const float *target, int64_t n, float c) {
   double s = 0.0;
   for (int64_t i = 0; i < n; i++) {
     double d = (double)pred[i] - target[i];
@@ -553,7 +546,7 @@ void ref_huber_fwd(float *loss, const float *pred, const float *target, int64_t 
   *loss = (float)(s / (double)n);
 }
 void ref_huber_bwd(float *dpred, float *dtarget, float dloss, const float *pred,
-                          const float *target, int64_t n, float c) {
+                   const float *target, int64_t n, float c) {
   double k = dloss / (double)n;
   for (int64_t i = 0; i < n; i++) {
     double d = (double)pred[i] - target[i];
@@ -562,8 +555,8 @@ void ref_huber_bwd(float *dpred, float *dtarget, float dloss, const float *pred,
     if (dtarget) dtarget[i] -= g;
   }
 }
-void ref_infonce_fwd(float *loss, float *probs_ab, float *probs_ba, const float *a,
-                     const float *b, int N, int D, float temperature) {
+void ref_infonce_fwd(float *loss, float *probs_ab, float *probs_ba, const float *a, const float *b,
+                     int N, int D, float temperature) {
   float *lg = malloc(sizeof(float) * (size_t)N * N), *lgt = malloc(sizeof(float) * (size_t)N * N);
   for (int i = 0; i < N; i++)
     for (int j = 0; j < N; j++) {
@@ -595,8 +588,8 @@ void ref_infonce_bwd(float *da, float *db, float dloss, const float *a, const fl
   double k = dloss / (2.0 * N * temperature);
   for (int i = 0; i < N; i++)
     for (int j = 0; j < N; j++) {
-      double g = (double)probs_ab[(size_t)i * N + j] + probs_ba[(size_t)j * N + i] -
-                 (i == j ? 2.0 : 0.0);
+      double g =
+          (double)probs_ab[(size_t)i * N + j] + probs_ba[(size_t)j * N + i] - (i == j ? 2.0 : 0.0);
       g *= k;
       for (int d = 0; d < D; d++) {
         if (da) da[(size_t)i * D + d] += (float)(g * b[(size_t)j * D + d]);
@@ -607,9 +600,8 @@ void ref_infonce_bwd(float *da, float *db, float dloss, const float *a, const fl
 
 /* ---- optimisation ---------------------------------------------------------------------------- */
 
-void ref_adamw_step(float *param, const float *grad, float *m, float *v, int64_t n,
-                           float lr, float beta1, float beta2, float eps, float weight_decay,
-                           int64_t step) {
+void ref_adamw_step(float *param, const float *grad, float *m, float *v, int64_t n, float lr,
+                    float beta1, float beta2, float eps, float weight_decay, int64_t step) {
   double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
   for (int64_t i = 0; i < n; i++) {
     float g = grad[i];

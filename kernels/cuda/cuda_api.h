@@ -1,4 +1,4 @@
-/* kernels/cuda/cuda_api.h — the C-callable surface of the CUDA side (kernels/cuda/*.cu), used
+/* kernels/cuda/cuda_api.h — the C-callable surface of the CUDA side (the .cu files of kernels/cuda), used
  * by kernels/device.c and kernels/dp.h's implementation. Only compiled-in when TURBO_HAVE_CUDA;
  * callers guard with #ifdef TURBO_HAVE_CUDA. No CUDA header is needed to include this file:
  * streams and events are opaque pointers (cudaStream_t / cudaEvent_t underneath).

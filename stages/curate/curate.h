@@ -31,6 +31,7 @@ typedef struct {
 /* Totals of one scan (also what the HTML report shows). */
 typedef struct {
   int64_t rows, issues, sources_ok, rejected, skipped, clips, decoded_frames, output_frames;
+  int64_t opened; /* files handed to the decoder */
   double seconds;
 } curate_totals;
 

@@ -16,6 +16,7 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 
+#include <libavutil/log.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,10 @@
 
 int main(int argc, char **argv) {
   log_init("curate");
+  /* libav's own messages ("moov atom not found") would interleave with the log; every problem
+   * is reported through the rejection reasons instead. TURBO_LOG=debug shows them. */
+  const char *lv = getenv("TURBO_LOG");
+  av_log_set_level(lv && strcmp(lv, "debug") == 0 ? AV_LOG_WARNING : AV_LOG_QUIET);
   char *manifest_path = NULL, *root = NULL, *workspace = NULL, *recipe_path = NULL,
        *dataset = NULL;
   int workers = 2, size = 64, width = 0, height = 0, frames = 16, force = 0, reflag = 0,

@@ -324,9 +324,50 @@ static int parse_jsonl(const char *t, size_t len, manifest *m) {
   return TB_OK;
 }
 
+static int cmp_row_path(const void *a, const void *b) {
+  const manifest_row *x = *(manifest_row *const *)a, *y = *(manifest_row *const *)b;
+  int c = strcmp(x->path, y->path);
+  return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+/* A path named twice: the first row wins, later ones become issues. */
+static void drop_duplicates(manifest *m) {
+  if (m->n < 2) return;
+  manifest_row **idx = xmalloc(sizeof *idx * m->n);
+  for (int i = 0; i < m->n; i++) idx[i] = &m->rows[i];
+  qsort(idx, (size_t)m->n, sizeof *idx, cmp_row_path);
+  char *drop = xcalloc((size_t)m->n, 1);
+  for (int i = 1; i < m->n; i++)
+    if (strcmp(idx[i]->path, idx[i - 1]->path) == 0) {
+      drop[idx[i] - m->rows] = 1;
+    }
+  int w = 0;
+  for (int i = 0; i < m->n; i++) {
+    if (drop[i]) {
+      /* Name the earliest line with this path. */
+      int firstline = m->rows[i].line;
+      for (int j = 0; j < i; j++)
+        if (!drop[j] && strcmp(m->rows[j].path, m->rows[i].path) == 0) firstline = m->rows[j].line;
+      add_issue(m, m->rows[i].line, NULL, "line %d: duplicate of line %d (%s); ignored",
+                m->rows[i].line, firstline, m->rows[i].path);
+      free(m->rows[i].id);
+      free(m->rows[i].path);
+      free(m->rows[i].caption);
+      free(m->rows[i].short_caption);
+      continue;
+    }
+    m->rows[w++] = m->rows[i];
+  }
+  m->n = w;
+  free(drop);
+  free(idx);
+}
+
 int manifest_parse(const char *text, size_t len, int is_jsonl, manifest *m) {
   memset(m, 0, sizeof *m);
-  return is_jsonl ? parse_jsonl(text, len, m) : parse_csv(text, len, m);
+  int rc = is_jsonl ? parse_jsonl(text, len, m) : parse_csv(text, len, m);
+  if (rc == TB_OK) drop_duplicates(m);
+  return rc;
 }
 
 int manifest_read(const char *path, manifest *m) {

@@ -10,7 +10,8 @@
  *
  * A bad row never stops the read: it becomes a manifest_issue naming the line (1-based, the
  * first line of the record) and the problem — wrong field count, broken quoting, empty path,
- * caption that is not valid UTF-8, JSON that does not parse — and the other rows are kept.
+ * caption that is not valid UTF-8, JSON that does not parse, a path named a second time — and
+ * the other rows are kept.
  * Only a manifest without a usable header (no path or caption column) fails as a whole.
  */
 #ifndef TURBO_CURATE_MANIFEST_H

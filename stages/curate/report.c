@@ -13,6 +13,7 @@
 #include "common/safetensors.h"
 #include "stages/curate/flaws.h"
 #include "common/image.h"
+#include "stages/curate/recipe.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -119,6 +120,51 @@ typedef struct {
   int n;
 } name_list;
 
+/* How many clips each condition of a dataset's recipe removes (over clips with usable = 1). */
+static void recipe_filter_table(catalogue *cat, FILE *f, const char *recipe_text) {
+  recipe r;
+  if (!recipe_text || recipe_parse(recipe_text, "recipe", &r) != TB_OK) {
+    recipe_free(&r);
+    return;
+  }
+  int64_t *uid = NULL, nu = 0;
+  double *uv = NULL;
+  if (catalogue_stat_all(cat, "usable", &uid, &uv, &nu) != TB_OK) {
+    recipe_free(&r);
+    return;
+  }
+  int64_t usable = 0;
+  for (int64_t i = 0; i < nu; i++) usable += uv[i] > 0.5;
+  fprintf(f, "<table><tr><th>condition</th><th>scope</th><th>usable clips failing it (of %lld)</th></tr>\n",
+          (long long)usable);
+  for (int s = -1; s < r.nsubset; s++) {
+    int nc = s < 0 ? r.ncond : r.subset[s].ncond;
+    const recipe_cond *cc = s < 0 ? r.cond : r.subset[s].cond;
+    for (int j = 0; j < nc; j++) {
+      int64_t *ids = NULL, n = 0, k = 0, failing = 0;
+      double *v = NULL;
+      catalogue_stat_all(cat, cc[j].stat, &ids, &v, &n);
+      for (int64_t i = 0; i < nu; i++) {
+        if (uv[i] <= 0.5) continue;
+        while (k < n && ids[k] < uid[i]) k++;
+        if (!(k < n && ids[k] == uid[i] && recipe_cond_test(&cc[j], v[k]))) failing++;
+      }
+      char b[96];
+      fprintf(f, "<tr><td>%s%s</td><td>%s</td><td>", recipe_cond_str(&cc[j], b, sizeof b),
+              cc[j].learned ? " (learned)" : "", s < 0 ? "all" : r.subset[s].name);
+      if (cc[j].learned && n == 0) fputs("skipped: not computed yet", f);
+      else fprintf(f, "%lld", (long long)failing);
+      fputs("</td></tr>\n", f);
+      free(ids);
+      free(v);
+    }
+  }
+  fputs("</table>\n", f);
+  free(uid);
+  free(uv);
+  recipe_free(&r);
+}
+
 static int collect_name(void *ctx, int ncol, const char *const *names, const char *const *values) {
   (void)names;
   name_list *l = ctx;
@@ -147,7 +193,7 @@ int curate_report_write(catalogue *cat, const curate_cfg *cfg, const manifest *m
   fprintf(f, "</code>, run %lld, target %dx%d, %d frames at %g fps</p>\n", (long long)cfg->run_id,
           cfg->width, cfg->height, cfg->frames, cfg->fps);
   if (tot) {
-    int64_t dec = tot->rows - tot->skipped;
+    int64_t dec = tot->opened;
     fprintf(f,
             "<h2>This scan</h2><table><tr><th>manifest rows</th><th>manifest problems</th>"
             "<th>skipped (unchanged)</th><th>decoded</th><th>clips written</th><th>rejected</th>"
@@ -211,7 +257,13 @@ int curate_report_write(catalogue *cat, const curate_cfg *cfg, const manifest *m
   for (int i = 0; i < dl.n; i++) {
     fputs("<h3>", f);
     html_text(f, dl.names[i]);
-    fputs("</h3><p>", f);
+    fputs("</h3>\n", f);
+    catalogue_dataset d;
+    if (catalogue_dataset_lookup(cat, dl.names[i], &d) == 1) {
+      recipe_filter_table(cat, f, d.recipe);
+      catalogue_dataset_clear(&d);
+    }
+    fputs("<p>", f);
     char p[4096], fn[256];
     snprintf(fn, sizeof fn, "%s-sheet.png", dl.names[i]);
     if (fs_exists(fs_join(p, sizeof p, dir, fn))) {

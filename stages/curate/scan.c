@@ -34,7 +34,7 @@
 #define CHECKSUM_WHOLE_MAX (256LL << 20) /* bytes: larger files hash head + tail + size */
 
 typedef struct {
-  atomic_llong done, skipped, rejected, clips, decoded, output;
+  atomic_llong done, skipped, rejected, clips, decoded, output, opened;
   atomic_int current[SCAN_MAX_WORKERS]; /* row index in progress, -1 idle */
 } scan_shared;
 
@@ -208,6 +208,7 @@ static int scan_row(catalogue *cat, const curate_cfg *cfg, const manifest_row *r
   o.keep_luma = 1;
   o.full_check = cfg->full_check;
   video_frames fr;
+  atomic_fetch_add(&sh->opened, 1);
   if (video_decode_rgb(full, &o, &fr) != TB_OK) {
     snprintf(reason, sizeof reason, "undecodable: %s", err_get());
     atomic_fetch_add(&sh->rejected, 1);
@@ -419,8 +420,9 @@ int curate_scan(catalogue *cat, const curate_cfg *cfg, const manifest *m, curate
   tot->output_frames = atomic_load(&sh->output);
   tot->sources_ok = m->n - atomic_load(&sh->rejected);
   tot->seconds = time_now() - t0;
+  tot->opened = atomic_load(&sh->opened);
   munmap(sh, sizeof *sh);
-  long long decoded_rows = m->n - tot->skipped;
+  long long decoded_rows = tot->opened;
   log_info("scan: %lld rows, %lld skipped (unchanged, not decoded), %lld decoded, %lld clips "
            "written, %lld rejected (incl. %lld manifest issues); %.1f s, %.1f clips/s, %.0f "
            "decoded frames/s",

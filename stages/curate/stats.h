@@ -2,8 +2,8 @@
  *
  * Every statistic is a named double, stored in the catalogue as a (clip, name, value) row. Units:
  * intensities are on the 0..255 scale, motion in output pixels per output frame, angles in
- * degrees (0 = right, 90 = up). The list and the meaning of each name is in docs/curate.md and
- * in the table in stats.c; flaw detectors (flaws.h) are thresholds on these numbers only.
+ * degrees (0 = right, 90 = up). The list and the meaning of each name is the table at the top
+ * of stats.c; flaw detectors (flaws.h) are thresholds on these numbers only.
  */
 #ifndef TURBO_CURATE_STATS_H
 #define TURBO_CURATE_STATS_H

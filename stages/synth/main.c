@@ -197,7 +197,7 @@ int main(int argc, char **argv) {
       {FLAW_OPTIONS[FLAW_BROKEN], ARG_F64, &rates[FLAW_BROKEN], "P", "truncated or corrupt file"},
       {"clean", ARG_FLAG, &clean, NULL, "no flaws at all (every rate 0)"},
       {"exclude", ARG_STR, &exclude, "FILE", "held-out compositions, one per line, or 'none' (default: SYNTHETIC_WORLD.md list)"},
-      {"quick", ARG_FLAG, &quick, NULL, "small corpus for tests (40 clips, 48-96 px, 1-2 s)"},
+      {"quick", ARG_FLAG, &quick, NULL, "small corpus for tests (40 clips, 48-96 px, 2-3 s)"},
       {"fps", ARG_INT, &fps, "N", "every clip at this fps (default: 8/12/24/30 at random)"},
       {"width", ARG_INT, &width, "N", "every clip this wide (even; default 48-160 at random)"},
       {"aspect", ARG_STR, &aspect, "A", "every clip 1:1, 4:3 or 16:9 (default: at random)"},

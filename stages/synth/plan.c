@@ -34,7 +34,8 @@ static void plan_source(const synth_cfg *cfg, int index, clip_plan *p) {
   int aspect = scene_rng_int(&r, 3);
   int max_half = cfg->quick ? 48 : 80; /* widths 48..96 or 48..160, even */
   int width = 2 * (24 + scene_rng_int(&r, max_half - 24 + 1));
-  double secs = cfg->quick ? range(&r, 1.0, 2.0) : range(&r, 1.0, 4.0);
+  /* quick clips are 2-3 s: long enough for the curated 16 frames at 8 fps */
+  double secs = cfg->quick ? range(&r, 2.0, 3.0) : range(&r, 1.0, 4.0);
   if (cfg->fps > 0) fps = cfg->fps;
   if (cfg->aspect >= 0) aspect = cfg->aspect;
   if (cfg->width > 0) width = cfg->width & ~1;

@@ -37,7 +37,7 @@ typedef struct {
   int clips;
   double rates[FLAW_COUNT];
   const scene_exclusions *excl;
-  int quick;            /* widths 48–96, 1–2 s */
+  int quick;            /* widths 48–96, 2–3 s */
   int fps, width;       /* overrides when > 0 */
   int aspect;           /* -1 random, else index into SYNTH_ASPECTS */
   double seconds;       /* duration override when > 0 */
