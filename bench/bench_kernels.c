@@ -3,7 +3,7 @@
  * 2 threads. Also the conv2d layout choice: per-image im2col GEMMs (what the backend does)
  * against one im2col GEMM over the whole batch.
  *   sh bench/run.sh cpu kernels     (about 30 s)
- * Each figure is the mean over repeats filling at least BENCH_SECONDS of wall time. */
+ * Each figure is the best of the repeats that fill BENCH_SECONDS of wall time. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,16 +21,18 @@
 
 typedef void (*bench_fn)(void *ctx);
 
+/* The fastest of the repeats that fit in BENCH_SECONDS: on a shared machine the minimum is the
+ * figure least disturbed by other processes (the mean mostly measures the neighbours). */
 static double time_it(bench_fn f, void *ctx) {
-  f(ctx);  // warm-up: first-touch pages, BLAS buffers
-  int reps = 0;
-  double t0 = time_now(), t;
+  f(ctx); // warm-up: first-touch pages, BLAS buffers
+  double best = 1e30, t0 = time_now();
   do {
+    double t1 = time_now();
     f(ctx);
-    reps++;
-    t = time_now() - t0;
-  } while (t < BENCH_SECONDS);
-  return t / reps;
+    double dt = time_now() - t1;
+    best = dt < best ? dt : best;
+  } while (time_now() - t0 < BENCH_SECONDS);
+  return best;
 }
 
 static float *buf(int64_t n) {

@@ -3,8 +3,8 @@
 #
 #   BUILD=build BIN=bin sh tests/test_long_curate.sh        (about 5 minutes on 2 cores)
 #
-# Makes a 2,000-clip corpus with bin/synth (seed 2026, default flaw rates: not the corpora the
-# thresholds were tuned on), curates it with 2 workers, prints bin/flawcheck's table and fails
+# Makes a 2,000-clip corpus with bin/synth (seed 4242, default flaw rates: not one of the corpora
+# the thresholds were tuned on, seeds 11 and 2026), curates it with 2 workers, prints bin/flawcheck's table and fails
 # when any flaw type other than wrong caption is below 0.9 precision or recall, or when a broken
 # file is not rejected. Then measures scan throughput with 1 and 2 workers on the first 400
 # clips (--force: everything decoded again) and prints clips/s and decoded frames/s.
@@ -14,7 +14,7 @@ BUILD=${BUILD:-build}
 BIN=${BIN:-bin}
 OUT=${TURBO_TEST_OUT:-$BUILD/test-out/test_long_curate}
 CLIPS=${CLIPS:-2000}
-SEED=${SEED:-2026}
+SEED=${SEED:-4242}
 fail() { echo "FAIL: $*"; exit 1; }
 [ -x "$BIN/synth" ] || { echo "skip: $BIN/synth not built"; exit 77; }
 rm -rf "$OUT"

@@ -964,8 +964,51 @@ static void fake_free(void *p) { free(p); }
 static void fake_copy(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
 static ops_backend g_fake;
 
+#ifdef TURBO_HAVE_CUDA
+#include "kernels/cuda/cuda_api.h"
+static void *cu_alloc_zero(size_t n) {
+  void *p = cuda_malloc(n);
+  cuda_memset(p, 0, n);
+  return p;
+}
+static void cu_to_device(void *dst, const void *src, size_t n) {
+  cuda_memcpy(dst, src, n, CUDA_COPY_H2D);
+}
+static void cu_to_host(void *dst, const void *src, size_t n) {
+  cuda_memcpy(dst, src, n, CUDA_COPY_D2H);
+}
+static ops_backend g_cuda;
+/* Opens GPU 0 and registers its table (f32 mode, no TF32: it is compared with the reference),
+ * giving the table memory entries when it has none. 0 when there is no usable GPU. */
+static int open_cuda(void) {
+  char desc[256] = "";
+  if (cuda_device_count() <= 0) {
+    printf("cuda: no usable GPU (%s): skipped\n", err_get());
+    return 0;
+  }
+  if (cuda_open(0, desc, sizeof desc) != TB_OK || cuda_backend_init() != TB_OK) {
+    printf("cuda: cannot open GPU 0 (%s): skipped\n", err_get());
+    return 0;
+  }
+  printf("cuda: %s\n", desc);
+  cuda_set_compute(0);
+  g_cuda = *ops_backend_get(OPS_CUDA);
+  if (!g_cuda.mem_alloc) {
+    g_cuda.mem_alloc = cu_alloc_zero;
+    g_cuda.mem_free = cuda_free;
+    g_cuda.mem_to_device = cu_to_device;
+    g_cuda.mem_to_host = cu_to_host;
+  }
+  ops_backend_register(OPS_CUDA, &g_cuda);
+  return 1;
+}
+#endif
+
 int main(void) {
   test_begin("test_ops");
+#ifdef TURBO_HAVE_CUDA
+  int cuda_opened = getenv("TURBO_TEST_FAKE_DEVICE") ? 0 : open_cuda();
+#endif
   if (getenv("TURBO_TEST_FAKE_DEVICE") && !ops_backend_get(OPS_CUDA)) {
     g_fake = *ops_backend_get(OPS_CPU_FAST);
     g_fake.name = "fake-dev";
@@ -1043,5 +1086,8 @@ int main(void) {
   check_determinism();
   check_mask_exact();
   printf("%d backend/op pairs skipped; %.1f s\n", g_skipped, time_now() - t0);
+#ifdef TURBO_HAVE_CUDA
+  if (cuda_opened) cuda_close();
+#endif
   return test_finish();
 }

@@ -1,14 +1,15 @@
 /* The built-in world through the codec: scenes written with common/video_enc (libx264, crf 18,
  * yuv420p) and read back with libav decode to the colours the renderer drew.
  *
- * Tolerances (libx264 crf 18, measured: the test prints the numbers): at pixels >= 3 px inside an
- * object or >= 4 px away from every object (and checker edges), each channel is within 16 levels
- * of the rendered value (measured max 11, most <= 5: the BT.601 round trip costs 1-2 levels, 4:2:0
- * chroma and H.264 the rest; the worst are saturated blue channels near edges and the trail a fast
- * object leaves on the checkerboard in predicted frames); the mean absolute error
- * over whole frames, edges included, stays below 5 levels (measured <= 3.8, worst on the
- * checkerboard, whose edges are everywhere). Closer to edges chroma subsampling bleeds up to ~15
- * levels, so evaluators should read colours from object interiors.
+ * Tolerances (libx264 crf 18, measured; the test prints its numbers): at pixels >= 3 px inside an
+ * object (and >= 4 px from any other) or >= 4 px away from every object and checker edge, each
+ * channel is within 20 levels of the rendered value. Measured: max 11 on the palette scenes
+ * below, max 15 over 300 corpus clips x 3 frames, most pixels <= 5; the BT.601 round trip costs
+ * 1-2 levels, 4:2:0 chroma and H.264 the rest (worst: saturated channels near edges, the trail of
+ * fast objects in predicted frames). The mean absolute error over whole frames, edges included,
+ * is within 7 levels (measured <= 3.1 on the palette scenes, <= 5.5 over those 300 clips: small
+ * frames with two large objects are mostly edge). Closer to edges chroma bleeds further, so
+ * evaluators should read colours from object interiors.
  * Then a real bin/synth corpus (clean, quick): every clip's first, middle and last frames, rendered
  * again from truth.jsonl alone, match the decoded video within the same mean bound; and the broken
  * files of a corpus with --rate-broken 1 do not decode at all. */
@@ -28,8 +29,8 @@
 #include "common/video_enc.h"
 #include "tests/testutil.h"
 
-#define TOL_MAX 16     /* levels, per channel, at pixels >= 3 px inside or >= 4 px outside edges */
-#define TOL_MEAN 5.0   /* levels, mean over whole frames, edges included */
+#define TOL_MAX 20     /* levels, per channel, at pixels >= 3 px inside or >= 4 px outside edges */
+#define TOL_MEAN 7.0   /* levels, mean over whole frames, edges included */
 
 /* Decodes every frame of path to RGB24 (BT.601 limited → full range). TB_ERR when the file does
  * not open, has no video, or no frame decodes; *out (T, H, W, 3) is malloc'ed. */
@@ -110,36 +111,53 @@ done:
 }
 
 /* Pixel classes for scene s at time t into cls (H, W): 1 deep inside an object (>= 3 px from its
- * edge), 2 far from every object (>= 4 px) and from checker edges, 0 elsewhere (not judged). */
+ * edge, >= 4 px from any other object), 2 far from every object (>= 4 px) and from checker
+ * edges, 0 elsewhere (not judged). */
 static void pixel_classes(const scene *s, double t, uint8_t *cls) {
   int W = s->width, H = s->height;
-  uint8_t *full = xcalloc((size_t)W * H, 1), *any = xcalloc((size_t)W * H, 1);
-  for (int i = 0; i < s->n_objects; i++)
+  size_t n = (size_t)W * H;
+  /* per object: bit 0 full coverage, bit 1 any coverage */
+  uint8_t *cov[SCENE_MAX_OBJECTS] = {NULL};
+  for (int i = 0; i < s->n_objects; i++) {
+    cov[i] = xcalloc(n, 1);
     for (int y = 0; y < H; y++)
       for (int x = 0; x < W; x++) {
         double a = scene_object_coverage(s, i, t, x, y);
-        if (a >= 1) full[(size_t)W * y + x] = 1;
-        if (a > 0) any[(size_t)W * y + x] = 1;
+        cov[i][(size_t)W * y + x] = (uint8_t)((a >= 1 ? 1 : 0) | (a > 0 ? 2 : 0));
       }
+  }
   double sq = (double)W / SCENE_CHECKER_SQUARES;
   for (int y = 0; y < H; y++)
     for (int x = 0; x < W; x++) {
-      int all_full = 1, near = 0;
-      for (int dy = -4; dy <= 4; dy++)
-        for (int dx = -4; dx <= 4; dx++) {
-          size_t j = (size_t)W * ((y + dy + H) % H) + (size_t)((x + dx + W) % W);
-          if (abs(dx) <= 3 && abs(dy) <= 3 && !full[j]) all_full = 0;
-          if (any[j]) near = 1;
+      int full[SCENE_MAX_OBJECTS], near[SCENE_MAX_OBJECTS], near_any = 0, c = 0;
+      for (int i = 0; i < s->n_objects; i++) {
+        full[i] = 1;
+        near[i] = 0;
+        for (int dy = -4; dy <= 4; dy++)
+          for (int dx = -4; dx <= 4; dx++) {
+            uint8_t v = cov[i][(size_t)W * ((y + dy + H) % H) + (size_t)((x + dx + W) % W)];
+            if (abs(dx) <= 3 && abs(dy) <= 3 && !(v & 1)) full[i] = 0;
+            if (v & 2) near[i] = 1;
+          }
+        near_any |= near[i];
+      }
+      /* inside one object, with no other object near (their shared edge bleeds like any edge) */
+      for (int i = 0; i < s->n_objects; i++) {
+        int alone = 1;
+        for (int j = 0; j < s->n_objects; j++)
+          if (j != i && near[j]) alone = 0;
+        if (full[i] && alone) c = 1;
+      }
+      if (!near_any) {
+        c = 2;
+        if (s->bg == SCENE_BG_CHECKERED) {
+          double fx = fmod(x + 0.5, sq), fy = fmod(y + 0.5, sq);
+          if (s->pan != SCENE_PAN_NONE || fx < 3 || fx > sq - 3 || fy < 3 || fy > sq - 3) c = 0;
         }
-      int c = all_full ? 1 : near ? 0 : 2;
-      if (c == 2 && s->bg == SCENE_BG_CHECKERED) {
-        double fx = fmod(x + 0.5, sq), fy = fmod(y + 0.5, sq);
-        if (s->pan != SCENE_PAN_NONE || fx < 3 || fx > sq - 3 || fy < 3 || fy > sq - 3) c = 0;
       }
       cls[(size_t)W * y + x] = (uint8_t)c;
     }
-  free(full);
-  free(any);
+  for (int i = 0; i < s->n_objects; i++) free(cov[i]);
 }
 
 typedef struct {

@@ -3,6 +3,7 @@
  * pan, the checkerboard, the exclusion list, the sampler's distribution and placement, captions,
  * and the JSON round trip (a scene read back renders the same bytes). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

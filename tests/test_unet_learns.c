@@ -116,7 +116,7 @@ int main(void) {
   nn_ctx *c = nn_ctx_new();
   nn_ctx_set_mode(c, 0, 1, 3);
 
-  float ctx[8 * BATCH * 2] = {0}; /* unconditional: one all-zero text token */
+  float ctx[8 * 8] = {0}; /* unconditional: one all-zero text token per clip (B ≤ 8) */
   int EB = 8;                     /* evaluation batch */
   float *ex0 = xmalloc((size_t)EB * CLIP * sizeof(float)), *ext = xmalloc((size_t)EB * CLIP * sizeof(float));
   float *eeps = xmalloc((size_t)EB * CLIP * sizeof(float)), ett[8];
@@ -163,6 +163,18 @@ int main(void) {
          loss1, loss0 / loss1);
   CHECKF(loss1 * 5 <= loss0, "eval loss fell only %.2f× (%.4f → %.4f)", loss0 / loss1, loss0, loss1);
 
+  /* the loss along the sampler's timesteps, one clip at a time */
+  for (int tq = 1; tq < STEPS_DDPM; tq += 240) {
+    float x1[CLIP], n1[CLIP], e1[CLIP], tf = (float)tq;
+    make_clip(x1);
+    double a = sqrt(alphas_bar[tq]), sg = sqrt(1 - alphas_bar[tq]);
+    for (int64_t i = 0; i < CLIP; i++) {
+      n1[i] = (float)nrand();
+      e1[i] = (float)(a * x1[i] + sg * n1[i]);
+    }
+    printf("t=%3d: loss %.4f (batch of 1)\n", tq, eval_loss(&u, c, e1, n1, &tf, ctx, 1));
+  }
+
   /* DDIM with the EMA of the weights, 25 steps, η = 0 */
   memcpy(u.params.data, ema_w, (size_t)u.params.total * sizeof(float));
   printf("eval loss with the EMA weights %.4f\n", eval_loss(&u, c, ext, eeps, ett, ctx, EB));
@@ -178,12 +190,17 @@ int main(void) {
     nn_var xin;
     nn_var y = predict(&u, c, z, &tf, 1, &xin, ctx);
     const float *e = nn_data(c, y);
+    double es = 0, xs = 0;
     for (int64_t i = 0; i < CLIP; i++) {
       double x0h = (z[i] - sqrt(1 - a) * e[i]) / sqrt(a);
+      es += (double)e[i] * e[i];
+      xs += x0h * x0h;
       /* clip the predicted clean clip to the data range, as DDPM samplers do */
       x0h = x0h < -1.6 ? -1.6 : x0h > 1.6 ? 1.6 : x0h;
       z[i] = (float)(sqrt(ap) * x0h + sqrt(1 - ap) * e[i]);
     }
+    if (k % 6 == 0)
+      printf("ddim t=%3d: rms eps %.3f, rms x0 %.3f\n", t, sqrt(es / CLIP), sqrt(xs / CLIP));
   }
   /* the blob's projection on its channel weights, per frame */
   double wn = 0;

@@ -177,31 +177,44 @@ static void col2im_add(float *dx, const float *dcol, int Cin, int H, int W, int 
       }
 }
 
-/* Loop over `n` work items: OpenMP with serial BLAS when there are at least as many items as
- * threads, otherwise a serial loop with threaded BLAS. Item i of thread `tid` of `nt`. */
+/* Loop over `n` independent work items, split into work_chunks(n) contiguous chunks that the
+ * threads take dynamically (a thread delayed by another process does not hold the others up).
+ * With at least as many items as threads: OpenMP over the chunks, BLAS single-threaded inside;
+ * otherwise a serial loop with threaded BLAS. In the body, `item` is the item, `chunk` its
+ * chunk (parameter-gradient partial sums go to one buffer per chunk, then are added in chunk
+ * order: the same bits for a fixed thread count, however the chunks were scheduled) and `tid`
+ * the thread (per-thread scratch). */
 static int work_threads(int64_t n) {
   int nt = cpu_fast_threads();
   return (n >= nt && nt > 1) ? nt : 1;
 }
-#define WORK_LOOP_BEGIN(n)                                                        \
-  {                                                                               \
-    int nt_ = work_threads(n);                                                    \
-    int par_ = nt_ > 1;                                                           \
-    if (par_) blas_serial_begin();                                                \
-    _Pragma("omp parallel num_threads(nt_) if (par_)") {                          \
-      int tid = 0;                                                                \
-      WORK_TID_INIT                                                               \
-      int64_t lo_ = (int64_t)(n)*tid / nt_, hi_ = (int64_t)(n) * (tid + 1) / nt_; \
+static int work_chunks(int64_t n) {
+  int64_t c = 2 * (int64_t)work_threads(n);  // two per thread: enough to balance a late thread
+  if (work_threads(n) == 1) c = 1;
+  return (int)(c < n ? c : (n > 0 ? n : 1));
+}
+// clang-format off
+#define WORK_LOOP_BEGIN(n)                                                           \
+  {                                                                                  \
+    int64_t n_ = (n);                                                                \
+    int nt_ = work_threads(n_), nch_ = work_chunks(n_), par_ = nt_ > 1;              \
+    if (par_) blas_serial_begin();                                                   \
+    _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nt_) if (par_)")      \
+    for (int chunk = 0; chunk < nch_; chunk++) {                                     \
+      int tid = WORK_TID;                                                            \
+      (void)tid;                                                                     \
+      int64_t lo_ = n_ * chunk / nch_, hi_ = n_ * (chunk + 1) / nch_;                \
       for (int64_t item = lo_; item < hi_; item++) {
+// clang-format on
 #define WORK_LOOP_END          \
   }                            \
   }                            \
   if (par_) blas_serial_end(); \
   }
 #ifdef _OPENMP
-#define WORK_TID_INIT tid = omp_get_thread_num();
+#define WORK_TID omp_get_thread_num()
 #else
-#define WORK_TID_INIT
+#define WORK_TID 0
 #endif
 
 static int conv_out(int n, int k, int s, int p) { return (n + 2 * p - k) / s + 1; }
@@ -235,8 +248,8 @@ static void fast_conv2d_bwd(float *dinp, float *dweight, float *dbias, const flo
   int direct = k == 1 && stride == 1 && pad == 0;
   int nt = cpu_fast_threads();
   float *cols = direct ? NULL : aligned_alloc_zero_f32((size_t)nt * K * HWo * 2);
-  float *dw = dweight ? partials_new(nt, WN) : NULL;
-  int used_nt = work_threads(N);
+  int nch = work_chunks(N);
+  float *dw = dweight ? partials_new(nch, WN) : NULL;
   WORK_LOOP_BEGIN(N)
   float *col = direct ? NULL : cols + (size_t)tid * K * HWo * 2, *dcol = col ? col + K * HWo : NULL;
   const float *x = inp + item * (size_t)Cin * H * W, *g = dout + item * (size_t)Cout * HWo;
@@ -244,7 +257,7 @@ static void fast_conv2d_bwd(float *dinp, float *dweight, float *dbias, const flo
     if (!direct) im2col(col, x, Cin, H, W, k, stride, pad, Ho, Wo);
     // dW (Cout, K) += g (Cout, HWo) · col^T
     sgemm(0, 1, Cout, (int)K, (int)HWo, 1.0f, g, (int)HWo, direct ? x : col, (int)HWo, 1.0f,
-          dw + (size_t)tid * WN, (int)K);
+          dw + (size_t)chunk * WN, (int)K);
   }
   if (dinp) {
     float *dx = dinp + item * (size_t)Cin * H * W;
@@ -260,7 +273,7 @@ static void fast_conv2d_bwd(float *dinp, float *dweight, float *dbias, const flo
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < WN; i++) {
       float s = 0.0f;
-      for (int t = 0; t < used_nt; t++) s += dw[(size_t)t * WN + i];
+      for (int t = 0; t < nch; t++) s += dw[(size_t)t * WN + i];
       dweight[i] += s;
     }
   }
@@ -315,9 +328,9 @@ static void fast_tconv_bwd(float *dinp, float *dweight, float *dbias, const floa
                            const float *inp, const float *weight, int B, int T, int Cin, int S,
                            int Cout, int kt) {
   float *wr = tconv_weight_by_tap(weight, Cout, Cin, kt);
-  int P = kt / 2, nt = cpu_fast_threads(), used_nt = work_threads((int64_t)B * T);
+  int P = kt / 2, nch = work_chunks((int64_t)B * T);
   size_t WN = (size_t)kt * Cout * Cin;
-  float *dw = dweight ? partials_new(nt, WN) : NULL;
+  float *dw = dweight ? partials_new(nch, WN) : NULL;
   WORK_LOOP_BEGIN((int64_t)B * T)
   int b = (int)(item / T), t = (int)(item % T);
   // item is an input frame t for dinp, and an output frame t for dweight
@@ -330,7 +343,7 @@ static void fast_tconv_bwd(float *dinp, float *dweight, float *dbias, const floa
     if (dweight && ts >= 0 && ts < T)
       sgemm(0, 1, Cout, Cin, S, 1.0f, dout + item * (size_t)Cout * S, S,
             inp + ((size_t)b * T + ts) * Cin * S, S, 1.0f,
-            dw + (size_t)tid * WN + (size_t)j * Cout * Cin, Cin);
+            dw + (size_t)chunk * WN + (size_t)j * Cout * Cin, Cin);
   }
   WORK_LOOP_END
   if (dweight)
@@ -338,7 +351,7 @@ static void fast_tconv_bwd(float *dinp, float *dweight, float *dbias, const floa
       for (int ci = 0; ci < Cin; ci++)
         for (int j = 0; j < kt; j++) {
           float s = 0.0f;
-          for (int th = 0; th < used_nt; th++)
+          for (int th = 0; th < nch; th++)
             s += dw[(size_t)th * WN + ((size_t)j * Cout + co) * Cin + ci];
           dweight[((size_t)co * Cin + ci) * kt + j] += s;
         }
@@ -424,8 +437,8 @@ static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const flo
     WORK_LOOP_END
   }
   if (dweight) {  // over output frames, per-thread partial sums
-    int used_nt = work_threads((int64_t)B * To);
-    float *dw = partials_new(nt, WN);
+    int nch = work_chunks((int64_t)B * To);
+    float *dw = partials_new(nch, WN);
     WORK_LOOP_BEGIN((int64_t)B * To)
     int b = (int)(item / To), to = (int)(item % To);
     float *col = cols + (size_t)tid * K * HWo;
@@ -434,7 +447,7 @@ static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const flo
       if (t < 0 || t >= T) continue;
       im2col(col, inp + ((size_t)b * T + t) * frame, Cin, H, W, k, stride, pad, Ho, Wo);
       sgemm(0, 1, Cout, (int)K, (int)HWo, 1.0f, dout + item * (size_t)Cout * HWo, (int)HWo, col,
-            (int)HWo, 1.0f, dw + (size_t)tid * WN + (size_t)j * Cout * K, (int)K);
+            (int)HWo, 1.0f, dw + (size_t)chunk * WN + (size_t)j * Cout * K, (int)K);
     }
     WORK_LOOP_END
     size_t kk = (size_t)k * k;
@@ -444,7 +457,7 @@ static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const flo
         for (int j = 0; j < kt; j++)
           for (size_t e = 0; e < kk; e++) {
             float s = 0.0f;
-            for (int th = 0; th < used_nt; th++)
+            for (int th = 0; th < nch; th++)
               s += dw[(size_t)th * WN + ((size_t)j * Cout + co) * K + ci * kk + e];
             dweight[(((size_t)co * Cin + ci) * kt + j) * kk + e] += s;
           }

@@ -1,5 +1,7 @@
 /* kernels/cuda/backend.cu — the OPS_CUDA table: every entry of ops_backend, all pointers device
  * pointers, all work on the compute stream. */
+#include <string.h>
+
 #include "kernels/cuda/cuda_internal.cuh"
 
 static ops_backend make_table(void) {

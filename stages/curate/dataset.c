@@ -226,10 +226,10 @@ int curate_dataset_build(catalogue *cat, const curate_cfg *cfg, const char *reci
     }
   double t0 = time_now();
   /* Load every statistic the recipe names, plus the implicit ones. */
-  stat_col cols[2 * RECIPE_MAX_CONDS * 2 + 8];
+  stat_col cols[RECIPE_MAX_CONDS * (RECIPE_MAX_SUBSETS + 1) + 8];
   int ncols = 0, rc = TB_OK;
-  const char *implicit[] = {"usable", "frames"};
-  for (int i = 0; i < 2 && rc == TB_OK; i++) rc = stat_col_load(cat, implicit[i], &cols[ncols++]);
+  const char *implicit[] = {"usable", "frames", "target_width", "target_height", "target_fps"};
+  for (int i = 0; i < 5 && rc == TB_OK; i++) rc = stat_col_load(cat, implicit[i], &cols[ncols++]);
   for (int s = -1; s < r.nsubset && rc == TB_OK; s++) {
     int nc = s < 0 ? r.ncond : r.subset[s].ncond;
     recipe_cond *cc = s < 0 ? r.cond : r.subset[s].cond;
@@ -263,6 +263,12 @@ int curate_dataset_build(catalogue *cat, const curate_cfg *cfg, const char *reci
     int64_t id = usable->ids[i];
     double fv;
     if (usable->vals[i] < 0.5 || !stat_col_get(frames, id, &fv) || fv != r.frames) continue;
+    /* The clip's geometry must be the recipe's (a catalogue may hold several curations). */
+    double gw, gh, gf;
+    if ((stat_col_get(&cols[2], id, &gw) && gw != r.width) ||
+        (stat_col_get(&cols[3], id, &gh) && gh != r.height) ||
+        (stat_col_get(&cols[4], id, &gf) && fabs(gf - r.fps) > 1e-9))
+      continue;
     base++;
     int ok = 1;
     for (int j = 0; j < r.ncond; j++) {

@@ -23,7 +23,7 @@ void flaws_detect(clip_stats *s) {
   int st = cap_motion > 0.5 && clip_stats_get(s, "caption_pan_follow", 0) < 0.5 &&
            clip_stats_get(s, "static_score", 1e9) < thr &&
            clip_stats_get(s, "static_score_full", 0) < thr &&
-           (noise > FLAW_NOISE || cut || flow < FLAW_STATIC_FLOW);
+           (noise > FLAW_NOISE || cut || fl || flow < FLAW_STATIC_FLOW);
   int wm = clip_stats_get(s, "watermark", 0) > FLAW_WATERMARK;
   int lq = clip_stats_get(s, "noise", 0) > FLAW_NOISE ||
            clip_stats_get(s, "edge_width", 0) > FLAW_EDGE_WIDTH;

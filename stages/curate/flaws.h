@@ -7,7 +7,7 @@
  *                   still on screen), but nothing moves: static_score and static_score_full
  *                   (crop and full frame) < FLAW_STATIC_SCORE + FLAW_STATIC_NOISE_K * noise +
  *                   FLAW_STATIC_FLICKER_K * flicker, and flow_mean < FLAW_STATIC_FLOW unless
- *                   the clip is too noisy for flow or has a cut
+ *                   the clip is too noisy or flickers too much for flow, or has a cut
  *   flaw_flicker    flicker > FLAW_FLICKER (mean |log| gain between consecutive frames)
  *   flaw_watermark  watermark > FLAW_WATERMARK (persistent corner structure)
  *   flaw_lowq       noise > FLAW_NOISE or edge_width > FLAW_EDGE_WIDTH (heavy noise or blur)
@@ -27,12 +27,13 @@ extern "C" {
 #endif
 
 #define FLAW_STATIC_SCORE 6.0   /* 0..255: largest 4x4-block change over 4 frames (median) */
-#define FLAW_STATIC_NOISE_K 1.5 /* the block threshold grows by this times the noise sigma */
-#define FLAW_STATIC_FLICKER_K 40.0 /* … and by this times the flicker */
-#define FLAW_STATIC_FLOW 0.3    /* pixels per frame */
+#define FLAW_STATIC_NOISE_K 2.0 /* the block threshold grows by this times the noise sigma */
+#define FLAW_STATIC_FLICKER_K 100.0 /* … and by this times the flicker */
+#define FLAW_STATIC_FLOW 0.4    /* pixels per frame */
 #define FLAW_STATIC_EXTENT 1.0  /* (report only) */
 #define FLAW_FLICKER 0.05        /* median |log gain|: 5% brightness change per frame */
-#define FLAW_WATERMARK 0.03      /* excess density of thin dark strokes in one corner */
+#define FLAW_WATERMARK 0.4       /* excess persistent thin-stroke pixels in one corner, per pixel
+                                    of frame height */
 #define FLAW_NOISE 5.0           /* noise sigma, 0..255 */
 #define FLAW_EDGE_WIDTH 0.9      /* sqrt(sum g^2 / sum L^2) on the strongest edges, source pixels */
 #define FLAW_CUT_HIST 0.09       /* histogram jump above the clip's median, 0..1 */

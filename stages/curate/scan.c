@@ -260,6 +260,9 @@ static int scan_row(catalogue *cat, const curate_cfg *cfg, const manifest_row *r
     clip_stats_set(&cs, "src_duration", fr.info.duration);
     clip_stats_set(&cs, "decode_errors", fr.decode_errors);
     clip_stats_set(&cs, "target_frames", cfg->frames);
+    clip_stats_set(&cs, "target_width", cfg->width);
+    clip_stats_set(&cs, "target_height", cfg->height);
+    clip_stats_set(&cs, "target_fps", cfg->fps);
     clip_stats_set(&cs, "usable", reason[0] ? 0 : 1);
   }
   int rc = catalogue_begin(cat);

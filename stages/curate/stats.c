@@ -22,7 +22,10 @@
  *   edge_width      sqrt(sum g^2 / sum L^2) over strong edges of native luma (pixels): the
  *                   width of edges, larger when blurred
  *   sharpness       variance of the 4-neighbour Laplacian of native luma
- *   watermark       corner structure score (see wm_score)
+ *   watermark       thin dark strokes that persist in >= 70% of frames, in excess in one corner
+ *                   region (0.45 W x 0.35 H) over the rest of the frame, per pixel of height
+ *                   (see wm_valleys); watermark_density: the same as a density;
+ *                   watermark_edges: persistent-edge density excess (see wm_score)
  */
 #include "stages/curate/stats.h"
 
@@ -295,7 +298,7 @@ static int is_valley(const float *M, int W, int H, int x, int y, float t) {
 /* Density of persistent valley pixels (P: 1 where a pixel is a valley in >= 70% of the frames,
  * so moving content does not count) in the most marked corner region (0.45 W x 0.35 H) minus
  * their density in the rest of the frame. */
-static double wm_valleys(const uint8_t *P, int W, int H, double *corner_out) {
+static double wm_valleys(const uint8_t *P, int W, int H, double *corner_out, double *density_out) {
   int cw = (int)(0.45 * W), ch = (int)(0.35 * H);
   double best = 0;
   int bestc = -1;
@@ -318,14 +321,20 @@ static double wm_valleys(const uint8_t *P, int W, int H, double *corner_out) {
       }
     }
   double rest = totn ? (double)tot / totn : 0;
+  double bestd = 0;
   for (int c = 0; c < 4; c++) {
     double d = cntn[c] ? (double)cnt[c] / cntn[c] - rest : 0;
-    if (d > best) {
-      best = d;
+    /* Excess stroke pixels per pixel of frame height: strokes are thin lines whose length grows
+     * with the picture, so this does not shrink on large frames as a density would. */
+    double e = (cnt[c] - rest * cntn[c]) / H;
+    if (d > bestd) bestd = d;
+    if (e > best) {
+      best = e;
       bestc = c;
     }
   }
   *corner_out = bestc;
+  *density_out = bestd;
   return best;
 }
 
@@ -568,7 +577,9 @@ void clip_stats_video(const video_frames *f, clip_stats *out) {
       }
       uint8_t *P = xmalloc((size_t)LN);
       for (int i = 0; i < LN; i++) P[i] = cnt[i] * 10 >= 7 * T;
-      clip_stats_set(out, "watermark", wm_valleys(P, LW, LH, &corner));
+      double dens = 0;
+      clip_stats_set(out, "watermark", wm_valleys(P, LW, LH, &corner, &dens));
+      clip_stats_set(out, "watermark_density", dens);
       free(P);
       free(fb);
       free(cnt);

@@ -133,7 +133,7 @@ int main(int argc, char **argv) {
     log_error("%s", err_get());
     return 1;
   }
-  long tp[F_N] = {0}, fp[F_N] = {0}, fn[F_N] = {0}, pos_n[F_N] = {0};
+  long tp[F_N] = {0}, fp[F_N] = {0}, fn[F_N] = {0}, pos_n[F_N] = {0}, fp_wrong[F_N] = {0};
   long rows = 0, missing = 0, evaluated = 0, broken_ok = 0;
   char *line = text;
   while (line && *line) {
@@ -179,6 +179,7 @@ int main(int argc, char **argv) {
             if (has[f] && r->flag[f]) tp[f]++;
             if (has[f] && !r->flag[f]) fn[f]++;
             if (!has[f] && r->flag[f]) fp[f]++;
+            if (!has[f] && r->flag[f] && has[F_WRONG]) fp_wrong[f]++;
             if (verbose && has[f] != r->flag[f])
               printf("%s %s: %s\n", has[f] ? "missed" : "false", k_truth_names[f], path);
           }
@@ -204,8 +205,11 @@ int main(int argc, char **argv) {
     long flagged = tp[f] + fp[f];
     double p = flagged ? (double)tp[f] / flagged : (pos_n[f] ? 0.0 : 1.0);
     double rc = pos_n[f] ? (double)tp[f] / pos_n[f] : 1.0;
-    printf("%-14s %6ld %7ld %6ld %9.3f %7.3f  %s\n", k_truth_names[f], pos_n[f], flagged, tp[f],
+    printf("%-14s %6ld %7ld %6ld %9.3f %7.3f  %s", k_truth_names[f], pos_n[f], flagged, tp[f],
            p, rc, f == F_BROKEN ? "source rejected as damaged" : k_flag_names[f]);
+    /* A still clip that borrowed a motion caption looks exactly like a static-flaw clip. */
+    if (fp_wrong[f]) printf(" (%ld of %ld false alarms are wrong-caption clips)", fp_wrong[f], fp[f]);
+    printf("\n");
     if (min >= 0 && (p < min || rc < min)) below++;
   }
   printf("broken files rejected (any reason): %ld of %ld\n", broken_ok, pos_n[F_BROKEN]);

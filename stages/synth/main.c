@@ -29,7 +29,9 @@
 #include "common/log.h"
 #include "stages/synth/synth.h"
 
-#define SYNTH_FORMAT_VERSION 1
+/* Bump whenever the same settings would give different files: a rerun then remakes the corpus
+ * (with --force) instead of keeping clips made by the older generator. */
+#define SYNTH_FORMAT_VERSION 2
 #define QUICK_CLIPS 40
 #define DEFAULT_CLIPS 2000
 
