@@ -10,7 +10,7 @@ pipeline_main() {
   stage synth --clips "$clips" --workers "$workers" "$@"
   stage curate --manifest "$corpus/manifest.csv" --root "$corpus" --workers "$workers"
   stage curate --recipe pipelines/recipes/tailored.recipe
-  stage curate --recipe pipelines/recipes/distill_motion.recipe
+  stage curate --recipe pipelines/recipes/motion.recipe
   stage curate --report
   pipeline_summary
   say "catalogue: $TURBO_WORKSPACE/catalogue.db   (./run.sh catalogue tables)"
