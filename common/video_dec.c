@@ -45,6 +45,11 @@ void video_crop_centre(int src_w, int src_h, int dst_w, int dst_h, int *x, int *
   *h = ch;
 }
 
+/* Colour conversion without scaling. SWS_ACCURATE_RND keeps swscale off its fast YUV->RGB
+ * path, which leaves the last columns black when the width is not a multiple of 8 (seen with
+ * 148- and 84-pixel-wide H.264); full chroma interpolation gives the exact colours back. */
+#define RGB_FLAGS (SWS_POINT | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT | SWS_FULL_CHR_H_INP)
+
 static void errbuf_av(int code, char *buf, size_t n) {
   if (av_strerror(code, buf, n) < 0) snprintf(buf, n, "libav error %d", code);
 }
@@ -184,7 +189,7 @@ static int state_hold(dec_state *s, const AVFrame *fr, double t) {
     s->native = xmalloc((size_t)s->nstride * (s->nh + 2));
   }
   s->to_rgb = sws_getCachedContext(s->to_rgb, fr->width, fr->height, (enum AVPixelFormat)fr->format,
-                                   s->nw, s->nh, AV_PIX_FMT_RGB24, SWS_POINT, NULL, NULL, NULL);
+                                   s->nw, s->nh, AV_PIX_FMT_RGB24, RGB_FLAGS, NULL, NULL, NULL);
   if (!s->to_rgb) return err_set("swscale cannot convert from pixel format %d", fr->format);
   uint8_t *dst[4] = {s->native, NULL, NULL, NULL};
   int dls[4] = {s->nstride, 0, 0, 0};
@@ -201,7 +206,7 @@ static int state_emit(dec_state *s) {
   int cx, cy, cw, ch;
   video_crop_centre(s->nw, s->nh, f->w, f->h, &cx, &cy, &cw, &ch);
   s->resize = sws_getCachedContext(s->resize, cw, ch, AV_PIX_FMT_RGB24, f->w, f->h,
-                                   AV_PIX_FMT_RGB24, SWS_AREA, NULL, NULL, NULL);
+                                   AV_PIX_FMT_RGB24, SWS_AREA | SWS_ACCURATE_RND, NULL, NULL, NULL);
   if (!s->resize) return err_set("swscale cannot resize %dx%d to %dx%d", cw, ch, f->w, f->h);
   const uint8_t *src[4] = {s->native + (size_t)cy * s->nstride + (size_t)cx * 3, NULL, NULL, NULL};
   int sls[4] = {s->nstride, 0, 0, 0};

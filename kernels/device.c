@@ -85,11 +85,13 @@ int device_init(const char *spec) {
 #ifdef TURBO_HAVE_CUDA
   int n = cuda_device_count();
   if (n <= 0) {
+    char cause[160]; /* err_get's buffer is rewritten by err_set: copy it first */
+    snprintf(cause, sizeof cause, "%s", *err_get() ? err_get() : "none visible");
     if (want_cuda == 1)
-      return err_set("device: '%s' asked for, but %s (use --device cpu or TURBO_DEVICE=cpu)",
-                     spec, *err_get() ? err_get() : "no CUDA device is visible");
-    char why[200];
-    snprintf(why, sizeof why, "no CUDA device present (%s); running on the CPU", err_get());
+      return err_set("device: '%s' asked for, but no CUDA device is usable: %s (use --device "
+                     "cpu or TURBO_DEVICE=cpu)", spec, cause);
+    char why[256];
+    snprintf(why, sizeof why, "no CUDA device present (%s); running on the CPU", cause);
     err_clear();
     set_cpu(why);
     return TB_OK;
@@ -100,9 +102,10 @@ int device_init(const char *spec) {
                    n == 1 ? " is" : "s are");
   char desc[200];
   if (cuda_open(idx, desc, sizeof desc) != TB_OK) {
-    if (want_cuda == 1) return err_wrap("device: %s: ", spec);
-    char why[300];
-    snprintf(why, sizeof why, "cuda:%d unusable (%s); running on the CPU", idx, err_get());
+    if (want_cuda == 1) return err_wrap("device: %s", spec);
+    char why[300], cause[200];
+    snprintf(cause, sizeof cause, "%s", err_get());
+    snprintf(why, sizeof why, "cuda:%d unusable (%s); running on the CPU", idx, cause);
     err_clear();
     set_cpu(why);
     return TB_OK;
@@ -337,7 +340,7 @@ int device_arena_new(device_arena **out, size_t capacity) {
   *out = NULL;
   void *p = NULL;
   if (device_malloc_try(&p, capacity) != TB_OK)
-    return err_wrap("device arena of %zu MiB: ", capacity >> 20);
+    return err_wrap("device arena of %zu MiB", capacity >> 20);
   device_arena *a = xcalloc(1, sizeof *a);
   a->base = p;
   a->cap = capacity;

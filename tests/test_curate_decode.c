@@ -114,6 +114,25 @@ int main(void) {
            sand[c]);
   video_frames_free(&f);
 
+  /* Widths that are not a multiple of 8 or 16: every column decoded, the last ones included. */
+  const int widths[] = {148, 84, 66};
+  for (int i = 0; i < 3; i++) {
+    char p[1024], src[128];
+    snprintf(p, sizeof p, "%s/w%d.mp4", dir, widths[i]);
+    snprintf(src, sizeof src, "color=c=0x6E6E6E:s=%dx%d:r=8:d=2", widths[i], widths[i]);
+    CHECK(make_clip(p, src, "") == 0);
+    o = video_dec_opts_default();
+    o.keep_luma = 1;
+    CHECK(video_decode_rgb(p, &o, &f) == TB_OK);
+    int lo = 255, rmin = 255;
+    for (int y = 0; y < f.lh; y++)
+      for (int x = 0; x < f.lw; x++) lo = f.luma[(size_t)y * f.lw + x] < lo ? f.luma[(size_t)y * f.lw + x] : lo;
+    for (int y = 0; y < f.h; y++) rmin = px(&f, 0, y, f.w - 1, 0) < rmin ? px(&f, 0, y, f.w - 1, 0) : rmin;
+    CHECKF(lo >= 100, "width %d: darkest luma %d (gray 110 everywhere)", widths[i], lo);
+    CHECKF(rmin >= 100, "width %d: last output column red %d", widths[i], rmin);
+    video_frames_free(&f);
+  }
+
   /* Damage: a cut-off file and garbage are refused or flagged, never crash. */
   char cut[1024], junk[1024], cmd[4096];
   snprintf(cut, sizeof cut, "%s/cut.mp4", dir);

@@ -28,8 +28,9 @@ tail -1 "$OUT/synth.log"
 "$BIN/curate" --manifest "$C/manifest.csv" --workspace "$WS" --workers 2 >"$OUT/curate.log" 2>&1 ||
   fail "curate: $(tail -5 "$OUT/curate.log")"
 grep "scan:" "$OUT/curate.log"
-"$BIN/flawcheck" --truth "$C/truth.jsonl" --workspace "$WS" --min 0.9 | tee "$OUT/flawcheck.txt"
+"$BIN/flawcheck" --truth "$C/truth.jsonl" --workspace "$WS" --min 0.9 >"$OUT/flawcheck.txt" 2>&1
 rc=$?
+cat "$OUT/flawcheck.txt"
 grep -q "broken files rejected (any reason): \([0-9]*\) of \1$" "$OUT/flawcheck.txt" || fail "a broken file was not rejected"
 "$BIN/curate" --workspace "$WS" --recipe pipelines/recipes/tailored.recipe >"$OUT/tailored.log" 2>&1 ||
   fail "tailored dataset: $(tail -5 "$OUT/tailored.log")"

@@ -17,7 +17,12 @@
 #include "kernels/nn.h"
 #include "tests/testutil.h"
 
-enum { T = 8, C = 4, H = 16, W = 16, BATCH = 2, LTXT = 1, STEPS_DDPM = 1000 };
+#ifndef LEARN_SECONDS
+#define LEARN_SECONDS 100.0 /* default training budget; TURBO_LEARN_SECONDS overrides */
+#define LEARN_NAME "test_unet_learns"
+#endif
+
+enum { T = 8, C = 4, H = 16, W = 16, BATCH = 1, LTXT = 1, STEPS_DDPM = 1000 };
 #define FRAME (C * H * W)
 #define CLIP (T * FRAME)
 static const float chan_w[C] = {1.0f, 0.6f, -0.6f, 0.3f}; /* the blob's "latent colour" */
@@ -31,7 +36,7 @@ static double nrand(void) {
   return sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
-/* one clip: a blob of σ = 1.5 px starting at x0 ∈ [3, 5], y ∈ [7, 9], moving 1 px / frame
+/* one clip: a blob of σ = 2 px starting at x0 ∈ [3, 5], y ∈ [7, 9], moving 1 px / frame
  * (a narrow family, so a couple of minutes of training on two cores is enough to sample it) */
 static void make_clip(float *x) {
   double x0 = 3 + 2 * urand(), y0 = 7 + 2 * urand();
@@ -39,7 +44,7 @@ static void make_clip(float *x) {
     for (int i = 0; i < H; i++)
       for (int j = 0; j < W; j++) {
         double dx = j - (x0 + t), dy = i - y0;
-        float v = (float)(1.5 * exp(-(dx * dx + dy * dy) / (2 * 1.5 * 1.5)));
+        float v = (float)(1.5 * exp(-(dx * dx + dy * dy) / (2 * 2.0 * 2.0)));
         for (int c = 0; c < C; c++) x[((t * C + c) * H + i) * W + j] = chan_w[c] * v;
       }
 }
@@ -47,10 +52,10 @@ static void make_clip(float *x) {
 static unet_config learn_config(void) {
   unet_config c = unet_config_default();
   c.model_ch = 16;
-  c.n_levels = 2;
-  c.ch_mult[0] = 1, c.ch_mult[1] = 2;
+  c.n_levels = 3;
+  c.ch_mult[0] = 1, c.ch_mult[1] = 2, c.ch_mult[2] = 2;
   c.n_res = 1;
-  c.attn_levels = 0x2; /* transformers at 8×8 */
+  c.attn_levels = 0x6; /* transformers at 8×8 and 4×4 */
   c.head_ch = 16;
   c.text_dim = 8;
   c.max_frames = T;
@@ -94,12 +99,12 @@ static void noise_batch(float *x0, float *xt, float *eps, float *tt, int B) {
 }
 
 int main(void) {
-  test_begin("test_unet_learns");
+  test_begin(LEARN_NAME);
   /* one thread: on a shared 2-core machine the extra threads mostly wait for each other */
   int nt = getenv("TURBO_LEARN_THREADS") ? atoi(getenv("TURBO_LEARN_THREADS")) : 1;
   omp_set_num_threads(nt);
   openblas_set_num_threads(nt);
-  double budget = getenv("TURBO_LEARN_SECONDS") ? atof(getenv("TURBO_LEARN_SECONDS")) : 100.0;
+  double budget = getenv("TURBO_LEARN_SECONDS") ? atof(getenv("TURBO_LEARN_SECONDS")) : LEARN_SECONDS;
   double ab = 1;
   for (int i = 0; i < STEPS_DDPM; i++) {
     double beta = 1e-4 + (0.02 - 1e-4) * i / (STEPS_DDPM - 1);
@@ -131,8 +136,8 @@ int main(void) {
   memcpy(ema_w, u.params.data, (size_t)u.params.total * sizeof(float));
   double t0 = time_now(), ema = -1;
   int step = 0;
-  const float lr = 2e-3f;
-  while (time_now() - t0 < budget && step < 3000) {
+  const float lr = 3e-3f;
+  while (time_now() - t0 < budget && step < 20000) {
     noise_batch(x0, xt, eps, tt, BATCH);
     nn_ctx_reset(c);
     nn_var xin;

@@ -30,6 +30,8 @@ extern "C" void cuda_bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
 }
 
 /* elements a strided batch of packed (r, c) matrices spans */
+#define MAX_BATCH 65535
+
 static int64_t span(int64_t stride, int64_t rc, int batch) {
   return stride == 0 ? rc : stride * (batch - 1) + rc;
 }
@@ -54,6 +56,12 @@ extern "C" void cuda_gemm_bf16(int transA, int transB, int M, int N, int K, floa
 void cu_gemm(int tA, int tB, int M, int N, int K, float alpha, const float *A, int64_t sA,
              const float *B, int64_t sB, float beta, float *C, int64_t sC, int batch) {
   if (M <= 0 || N <= 0 || batch <= 0) return;
+  if (batch > MAX_BATCH) { /* keep each cuBLAS call within the grid limits of older releases */
+    for (int b0 = 0; b0 < batch; b0 += MAX_BATCH)
+      cu_gemm(tA, tB, M, N, K, alpha, A + b0 * sA, sA, B + b0 * sB, sB, beta, C + b0 * sC, sC,
+              batch - b0 < MAX_BATCH ? batch - b0 : MAX_BATCH);
+    return;
+  }
   if (K <= 0) { /* C = beta C */
     for (int b = 0; b < batch; b++) {
       int64_t n = (int64_t)M * N;
@@ -70,7 +78,8 @@ void cu_gemm(int tA, int tB, int M, int N, int K, float alpha, const float *A, i
     int64_t eA = (int64_t)M * K, eB = (int64_t)K * N;
     int64_t per = (sA ? eA : 0) + (sB ? eB : 0), fixed = (sA ? 0 : eA) + (sB ? 0 : eB);
     size_t avail = cu_scratch_avail();
-    int64_t fit = per ? ((int64_t)(avail / 2) - fixed - 256) / per : batch;
+    int64_t room = (int64_t)(avail / 2) - fixed - 256; /* bf16 elements left after the shared */
+    int64_t fit = room < 0 ? 0 : per ? room / per : batch;
     if (fit >= 1) {
       int chunk = fit < batch ? (int)fit : batch;
       for (int b0 = 0; b0 < batch; b0 += chunk) {

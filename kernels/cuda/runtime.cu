@@ -16,10 +16,10 @@ extern "C" int cuda_device_count(void) {
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
     cudaGetLastError(); /* clear the sticky-free error so later calls start clean */
-    err_set("no CUDA device: %s", cudaGetErrorString(e));
+    err_set("%s", cudaGetErrorString(e));
     return 0;
   }
-  if (n == 0) err_set("no CUDA device: the driver reports 0 GPUs");
+  if (n == 0) err_set("the driver reports 0 GPUs");
   return n;
 }
 

@@ -14,7 +14,7 @@
 extern "C" {
 #endif
 
-#define CLIP_STATS_MAX 48
+#define CLIP_STATS_MAX 96
 
 typedef struct {
   int n;
