@@ -11,7 +11,6 @@ pipeline_main() {
   stage curate --manifest "$corpus/manifest.csv" --root "$corpus" --workers "$workers"
   stage curate --recipe pipelines/recipes/tailored.recipe
   stage curate --recipe pipelines/recipes/motion.recipe
-  stage curate --report
   pipeline_summary
   say "catalogue: $TURBO_WORKSPACE/catalogue.db   (./run.sh catalogue tables)"
   say "report:    $TURBO_WORKSPACE/reports/curate.html"

@@ -4,7 +4,6 @@ pipeline_main() {
   stage synth --quick "$@"
   stage curate --manifest "$corpus/manifest.csv" --root "$corpus" --workers 2
   stage curate --recipe pipelines/recipes/quick.recipe
-  stage curate --report
   pipeline_summary
   say "report: $TURBO_WORKSPACE/reports/curate.html"
 }
