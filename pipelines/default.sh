@@ -11,6 +11,9 @@ pipeline_main() {
   stage curate --manifest "$corpus/manifest.csv" --root "$corpus" --workers "$workers"
   stage curate --recipe pipelines/recipes/tailored.recipe
   stage curate --recipe pipelines/recipes/motion.recipe
+  # The built-in world knows its truth: score the flaw detectors against it (evaluation only;
+  # curation itself never reads truth.jsonl).
+  stage flawcheck --truth "$corpus/truth.jsonl"
   pipeline_summary
   say "catalogue: $TURBO_WORKSPACE/catalogue.db   (./run.sh catalogue tables)"
   say "report:    $TURBO_WORKSPACE/reports/curate.html"

@@ -4,6 +4,9 @@ pipeline_main() {
   stage synth --quick "$@"
   stage curate --manifest "$corpus/manifest.csv" --root "$corpus" --workers 2
   stage curate --recipe pipelines/recipes/quick.recipe
+  # The built-in world knows its truth: score the flaw detectors against it (evaluation only;
+  # curation itself never reads truth.jsonl).
+  stage flawcheck --truth "$corpus/truth.jsonl"
   pipeline_summary
   say "report: $TURBO_WORKSPACE/reports/curate.html"
 }

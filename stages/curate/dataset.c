@@ -90,6 +90,65 @@ static uint64_t mix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+/* A stable key per clip (its source path and start time, hashed), so that a dataset's shuffle
+ * and split depend on the recipe's seed and the data, never on the order in which scan workers
+ * happened to insert clips (their ids). */
+typedef struct {
+  int64_t *ids;
+  uint64_t *keys;
+  int64_t n, cap;
+} clip_keys;
+
+static int clip_keys_row(void *ctx, int ncol, const char *const *names, const char *const *v) {
+  clip_keys *k = ctx;
+  if (ncol < 3 || !v[0] || !v[1]) return 0;
+  if (k->n == k->cap) {
+    k->cap = k->cap ? 2 * k->cap : 1024;
+    k->ids = xrealloc(k->ids, sizeof *k->ids * (size_t)k->cap);
+    k->keys = xrealloc(k->keys, sizeof *k->keys * (size_t)k->cap);
+  }
+  double start = v[2] ? atof(v[2]) : 0;
+  k->ids[k->n] = strtoll(v[0], NULL, 10);
+  k->keys[k->n] = checksum64(v[1], strlen(v[1])) ^ mix64((uint64_t)llround(start * 1000.0));
+  k->n++;
+  return 0;
+}
+
+static int clip_keys_load(catalogue *cat, clip_keys *k) {
+  memset(k, 0, sizeof *k);
+  return catalogue_query(cat,
+                         "SELECT c.id, s.path, c.start_s FROM clips c JOIN sources s ON s.id = "
+                         "c.source_id ORDER BY c.id",
+                         0, NULL, clip_keys_row, k, NULL);
+}
+
+static uint64_t clip_key(const clip_keys *k, int64_t id) {
+  int64_t lo = 0, hi = k->n - 1;
+  while (lo <= hi) {
+    int64_t mid = (lo + hi) / 2;
+    if (k->ids[mid] == id) return k->keys[mid];
+    if (k->ids[mid] < id) lo = mid + 1; else hi = mid - 1;
+  }
+  return mix64((uint64_t)id); /* not reached for catalogued clips */
+}
+
+static void clip_keys_free(clip_keys *k) {
+  free(k->ids);
+  free(k->keys);
+}
+
+/* Sorting candidates by a seeded hash of their keys: a shuffle that is the same whatever
+ * order the ids came in. */
+typedef struct {
+  uint64_t h;
+  int64_t id;
+} keyed_id;
+
+static int cmp_keyed(const void *a, const void *b) {
+  const keyed_id *x = a, *y = b;
+  return x->h < y->h ? -1 : x->h > y->h ? 1 : (x->id > y->id) - (x->id < y->id);
+}
+
 static int find_col(stat_col *cols, int ncols, const char *name) {
   for (int i = 0; i < ncols; i++)
     if (strcmp(cols[i].name, name) == 0) return i;
@@ -228,6 +287,7 @@ int curate_dataset_build(catalogue *cat, const curate_cfg *cfg, const char *reci
   /* Load every statistic the recipe names, plus the implicit ones. */
   stat_col cols[RECIPE_MAX_CONDS * (RECIPE_MAX_SUBSETS + 1) + 8];
   int ncols = 0, rc = TB_OK;
+  clip_keys keys = {0};
   const char *implicit[] = {"usable", "frames", "target_width", "target_height", "target_fps"};
   for (int i = 0; i < 5 && rc == TB_OK; i++) rc = stat_col_load(cat, implicit[i], &cols[ncols++]);
   for (int s = -1; s < r.nsubset && rc == TB_OK; s++) {
@@ -255,6 +315,7 @@ int curate_dataset_build(catalogue *cat, const curate_cfg *cfg, const char *reci
                r.cond[j].line, r.cond[j].stat);
     }
   }
+  if ((rc = clip_keys_load(cat, &keys)) != TB_OK) goto out;
   /* Candidates per subset. */
   int64_t *cand[RECIPE_MAX_SUBSETS] = {0}, ncand[RECIPE_MAX_SUBSETS] = {0};
   int64_t fail_global[RECIPE_MAX_CONDS] = {0};
@@ -316,15 +377,16 @@ int curate_dataset_build(catalogue *cat, const curate_cfg *cfg, const char *reci
                r.subset[s].name, (long long)ncand[s], (long long)quota[s]);
       quota[s] = ncand[s];
     }
-    /* Seeded Fisher-Yates, per subset. */
+    /* Seeded shuffle per subset, keyed on the clips' content, not their ids. */
     uint64_t st = mix64(r.seed ^ mix64((uint64_t)s + 1));
-    for (int64_t i = ncand[s] - 1; i > 0; i--) {
-      st = mix64(st);
-      int64_t j = (int64_t)(st % (uint64_t)(i + 1));
-      int64_t t = cand[s][i];
-      cand[s][i] = cand[s][j];
-      cand[s][j] = t;
+    keyed_id *kd = xmalloc(sizeof *kd * (size_t)(ncand[s] + 1));
+    for (int64_t i = 0; i < ncand[s]; i++) {
+      kd[i].id = cand[s][i];
+      kd[i].h = mix64(st ^ clip_key(&keys, cand[s][i]));
     }
+    qsort(kd, (size_t)ncand[s], sizeof *kd, cmp_keyed);
+    for (int64_t i = 0; i < ncand[s]; i++) cand[s][i] = kd[i].id;
+    free(kd);
   }
   int64_t dsid = 0, nmem = 0;
   for (int s = 0; s < r.nsubset; s++) nmem += quota[s];
@@ -340,7 +402,7 @@ int curate_dataset_build(catalogue *cat, const curate_cfg *cfg, const char *reci
   for (int s = 0; s < r.nsubset; s++) {
     for (int64_t i = 0; i < quota[s]; i++) {
       int64_t id = cand[s][i];
-      double u = (double)(mix64(r.seed * 0x100000001B3ull ^ (uint64_t)id) >> 11) / 9007199254740992.0;
+      double u = (double)(mix64(r.seed * 0x100000001B3ull ^ clip_key(&keys, id)) >> 11) / 9007199254740992.0;
       mem[k].clip_id = id;
       mem[k].split = u < r.val_fraction ? CATALOGUE_SPLIT_VAL : CATALOGUE_SPLIT_TRAIN;
       mem[k].subset = r.subset[s].name;
@@ -402,6 +464,7 @@ int curate_dataset_build(catalogue *cat, const curate_cfg *cfg, const char *reci
     log_info("dataset %s ready in %.1f s: frames in %s/frames-*.safetensors", name, time_now() - t0, dir);
 out:
   for (int i = 0; i < ncols; i++) stat_col_free(&cols[i]);
+  clip_keys_free(&keys);
   recipe_free(&r);
   return rc;
 }
