@@ -59,6 +59,14 @@ static void im2col(const float *x, float *col, int64_t nf, int64_t Ci, int64_t H
             memset(r, 0, Wo * sizeof(float));
             continue;
           }
+          if (s == 1) { /* valid columns are one contiguous run */
+            int64_t lo = pad - kx > 0 ? pad - kx : 0, hi = Wd + pad - kx < Wo ? Wd + pad - kx : Wo;
+            if (hi < lo) hi = lo;
+            for (int64_t ox = 0; ox < lo; ox++) r[ox] = 0.0f;
+            if (hi > lo) memcpy(r + lo, xp + iy * Wd + lo - pad + kx, (hi - lo) * sizeof(float));
+            for (int64_t ox = hi; ox < Wo; ox++) r[ox] = 0.0f;
+            continue;
+          }
           for (int64_t ox = 0; ox < Wo; ox++) {
             int64_t ix = ox * s - pad + kx;
             r[ox] = (ix >= 0 && ix < Wd) ? xp[iy * Wd + ix] : 0.0f;
@@ -81,6 +89,13 @@ static void col2im_add(const float *col, float *dx, int64_t nf, int64_t Ci, int6
         for (int64_t oy = 0; oy < Ho; oy++) {
           int64_t iy = oy * s - pad + ky;
           if (iy < 0 || iy >= H) continue;
+          if (s == 1) {
+            int64_t lo = pad - kx > 0 ? pad - kx : 0, hi = Wd + pad - kx < Wo ? Wd + pad - kx : Wo;
+            int64_t off = iy * Wd - pad + kx; /* ≥ 0 for every ox in [lo, hi) */
+            const float *src = row + oy * Wo;
+            for (int64_t ox = lo; ox < hi; ox++) xp[off + ox] += src[ox];
+            continue;
+          }
           for (int64_t ox = 0; ox < Wo; ox++) {
             int64_t ix = ox * s - pad + kx;
             if (ix >= 0 && ix < Wd) xp[iy * Wd + ix] += row[oy * Wo + ox];
@@ -273,17 +288,20 @@ void prim_gnorm_bwd(const float *x, const float *g, const float *b, const float 
     for (int gi = 0; gi < G; gi++) {
       float mu = stats[(bi * G + gi) * 2], rs = stats[(bi * G + gi) * 2 + 1];
       double sdx = 0, sdxx = 0; /* Σ dxhat, Σ dxhat·xhat */
+      float *dzs = silu ? xmalloc((size_t)(T * Cg * S) * sizeof(float)) : NULL; /* dL/dz kept */
       for (int64_t t = 0; t < T; t++)
         for (int64_t cc = 0; cc < Cg; cc++) {
           int64_t ch = gi * Cg + cc;
           const float *xp = x + ((bi * T + t) * C + ch) * S;
           const float *gp = dy + ((bi * T + t) * C + ch) * S;
+          float *dzp = dzs ? dzs + (t * Cg + cc) * S : NULL;
           double a1 = 0, a2 = 0;
           for (int64_t p = 0; p < S; p++) {
             float xh = (xp[p] - mu) * rs, dz = gp[p];
             if (silu) {
               float z = xh * g[ch] + b[ch], sg = 1.0f / (1.0f + expf(-z));
               dz *= sg * (1.0f + z * (1.0f - sg));
+              dzp[p] = dz;
             }
             a1 += dz;
             a2 += (double)dz * xh;
@@ -293,7 +311,10 @@ void prim_gnorm_bwd(const float *x, const float *g, const float *b, const float 
           sdx += a1 * g[ch];
           sdxx += a2 * g[ch];
         }
-      if (!dx) continue;
+      if (!dx) {
+        free(dzs);
+        continue;
+      }
       double n = (double)(T * Cg * S);
       float m1 = (float)(sdx / n), m2 = (float)(sdxx / n);
       for (int64_t t = 0; t < T; t++)
@@ -302,15 +323,14 @@ void prim_gnorm_bwd(const float *x, const float *g, const float *b, const float 
           const float *xp = x + ((bi * T + t) * C + ch) * S;
           const float *gp = dy + ((bi * T + t) * C + ch) * S;
           float *dp = dx + ((bi * T + t) * C + ch) * S;
+          const float *dzp = dzs ? dzs + (t * Cg + cc) * S : gp;
+          float gc = g[ch];
           for (int64_t p = 0; p < S; p++) {
-            float xh = (xp[p] - mu) * rs, dz = gp[p];
-            if (silu) {
-              float z = xh * g[ch] + b[ch], sg = 1.0f / (1.0f + expf(-z));
-              dz *= sg * (1.0f + z * (1.0f - sg));
-            }
-            dp[p] += rs * (dz * g[ch] - m1 - xh * m2);
+            float xh = (xp[p] - mu) * rs;
+            dp[p] += rs * (dzp[p] * gc - m1 - xh * m2);
           }
         }
+      free(dzs);
     }
   for (int64_t ch = 0; ch < C; ch++) {
     double a = 0, bb = 0;
@@ -365,7 +385,7 @@ void prim_lnorm_bwd(const float *x, const float *g, const float *dy, const float
 
 /* ---- attention ----------------------------------------------------------------------- */
 
-#define ATTN_SMALL 4096 /* Nq·Nk at most: plain loops, parallel over (group, head) */
+#define ATTN_SMALL 1024 /* Nq·Nk at most (temporal maps): plain loops, parallel over (group, head) */
 
 static void softmax_rows(float *S, int64_t R, int64_t N) {
   for (int64_t r = 0; r < R; r++) {
