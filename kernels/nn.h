@@ -6,6 +6,15 @@
  * layers; token sequences are (G, N, C) (G groups of N tokens of width C). Weights use the
  * PyTorch layouts: linear (out, in), conv2d (out, in, kh, kw), temporal conv (out, in, 3, 1, 1).
  *
+ * Numbers. Every computation is an op_xxx of kernels/ops.h on the current ops backend
+ * (ops_backend_set: the CPU reference, the fast CPU backend, or CUDA).
+ * Memory. Parameters, gradients, optimiser moments and every activation live on the current
+ * device (kernels/device.h): host memory on the CPU, GPU memory after device_init picked a GPU.
+ * Pointers returned by nn_data, nn_grad, nn_attn_probs, nn_attn_extra_grad and the data/grad
+ * fields of nn_params are device pointers (read them with device_memcpy_d2h on a GPU); arguments
+ * documented as host arrays (nn_input's data, nn_backward's dy, unet_input's t/w/motion) are
+ * copied to the device by the call. Choose the device before creating models and contexts.
+ *
  * Ownership. A nn_params owns one block of parameters and one block of gradients; a nn_ctx owns
  * every activation and activation gradient of the passes recorded into it until nn_ctx_reset.
  * Parameter gradients accumulate (+=) across backward passes until nn_params_zero_grad.
@@ -60,10 +69,11 @@ void nn_params_init_empty(nn_params *p);
 /* Registers a parameter before nn_params_alloc; returns its index. A duplicate name aborts. */
 int nn_params_add(nn_params *p, const char *name, int ndim, const int64_t *shape,
                   nn_init_kind init, int64_t fan_in, int64_t fan_out);
-/* One allocation for all data and one for all gradients (zeroed). Call once. */
+/* One device allocation for all data and one for all gradients (zeroed). Call once. */
 void nn_params_alloc(nn_params *p);
-/* Seeded initialisation. With zero_out = 0 the NN_INIT_ZERO_OUT parameters are drawn like
- * NN_INIT_KAIMING instead (gradient tests need every path live). */
+/* Seeded initialisation (drawn on the host, copied to the device). With zero_out = 0 the
+ * NN_INIT_ZERO_OUT parameters are drawn like NN_INIT_KAIMING instead (gradient tests need every
+ * path live). */
 void nn_params_init(nn_params *p, uint64_t seed, int zero_out);
 void nn_params_zero_grad(nn_params *p);
 int nn_params_find(const nn_params *p, const char *name); /* index or -1 */
@@ -84,22 +94,23 @@ int nn_params_save(const nn_params *p, const char *path);
 int nn_params_load(nn_params *p, const char *path, const nn_name_map *map, int nmap);
 
 /* ---------------------------------------------------------------------------------------
- * Optimisation (all over flat arrays, so one call covers a whole nn_params)
+ * Optimisation (all over flat device arrays, so one call covers a whole nn_params)
  * ------------------------------------------------------------------------------------- */
 
 typedef struct {
   float beta1, beta2, eps, weight_decay;
   int64_t step; /* steps taken (bias correction uses step after increment) */
   int64_t n;
-  float *m, *v; /* (n) moments */
+  float *m, *v; /* (n) moments, on the device */
 } nn_adamw;
 
 void nn_adamw_init(nn_adamw *o, int64_t n, float beta1, float beta2, float eps, float wd);
 /* One step: decoupled decay p -= lr·wd·p, then p -= lr·m̂/(sqrt(v̂)+eps). */
 void nn_adamw_step(nn_adamw *o, float *param, const float *grad, float lr);
 void nn_adamw_free(nn_adamw *o);
-/* Global L2 norm of grad (double accumulation); scales grad by max_norm/norm when the norm
- * exceeds max_norm (> 0). Returns the norm before clipping. */
+/* Global L2 norm of grad (op_sumsq: double accumulation, the same bits for any thread count);
+ * scales grad by max_norm/norm when the norm exceeds max_norm (> 0). Returns the norm before
+ * clipping. */
 float nn_grad_clip(float *grad, int64_t n, float max_norm);
 /* ema = decay·ema + (1-decay)·param */
 void nn_ema_update(float *ema, const float *param, int64_t n, float decay);
@@ -168,16 +179,19 @@ nn_var nn_conv2d(nn_ctx *c, nn_var x, nn_var W, nn_var b, int64_t Nb, int64_t Ci
  * (a Conv3d of kernel (3, 1, 1) in (B, C, T, H, W) terms). */
 nn_var nn_tconv3(nn_ctx *c, nn_var x, nn_var W, nn_var b, int64_t B, int64_t T, int64_t Ci,
                  int64_t Co, int64_t S);
-/* Group norm of x (B, T, C, S): statistics per (b, group) over (T, C/G, S); affine per C.
- * Per-frame norm is B·T batches with T = 1. silu = 1 applies SiLU after the affine. */
+/* Group norm of x (B, T, C, S): statistics per (b, group) over (T, C/G, S); affine per C
+ * (g, b may be -1: none). Per-frame norm is B·T batches with T = 1. silu = 1 applies SiLU after
+ * the affine (the backward recomputes the normalised values rather than keeping them). */
 nn_var nn_group_norm(nn_ctx *c, nn_var x, nn_var g, nn_var b, int64_t B, int64_t T, int64_t C,
                      int64_t S, int G, float eps, int silu);
-/* Layer norm over the last dim of x (M, C). */
+/* Layer norm over the last dim of x (M, C); g, b may be -1. */
 nn_var nn_layer_norm(nn_ctx *c, nn_var x, nn_var g, nn_var b, int64_t M, int64_t C, float eps);
 nn_var nn_silu(nn_ctx *c, nn_var x);
 /* x (M, 2F) → (M, F): x[:, :F] · gelu(x[:, F:]) (exact erf GELU). */
 nn_var nn_geglu(nn_ctx *c, nn_var x, int64_t M, int64_t F);
 nn_var nn_add(nn_ctx *c, nn_var a, nn_var b);
+/* x (B, T, C, S) + e (B, C) broadcast over T and S (the ResBlock's embedding add). */
+nn_var nn_bias_add(nn_ctx *c, nn_var x, nn_var e, int64_t B, int64_t T, int64_t C, int64_t S);
 /* x (A, R, S) + e (A, R) broadcast over S; S = 1 is a plain add. */
 nn_var nn_add_bcast_last(nn_ctx *c, nn_var x, nn_var e, int64_t A, int64_t R, int64_t S);
 /* x (A, R) + p[0:R] broadcast over A (p may be longer: the first rows of a position table). */
@@ -190,15 +204,31 @@ nn_var nn_upsample2(nn_ctx *c, nn_var x, int64_t N, int64_t C, int64_t H, int64_
 nn_var nn_permute4(nn_ctx *c, nn_var x, const int64_t dims[4], const int perm[4]);
 /* e (B, E) → (B·T, E), each row repeated T times in place. */
 nn_var nn_repeat_rows(nn_ctx *c, nn_var e, int64_t B, int64_t T, int64_t E);
+/* Dropout (train mode only; otherwise returns x): counter-based draws per op, replayed
+ * identically when a block is recomputed. */
 nn_var nn_dropout(nn_ctx *c, nn_var x, float p);
-/* Multi-head attention: q (G, Nq, C), k, v (G, Nk, C), heads | C; softmax(q kᵀ/sqrt(d)) v.
- * When name != NULL and the context keeps attention, the probabilities are registered. */
+/* Condition drop for classifier-free guidance: y (B, E) = keep[b] ? x[b] : null_emb (E).
+ * keep (B) is a host array (op_cond_drop_mask draws one); null_emb gets the gradient of the
+ * dropped rows (a learned empty-prompt embedding). */
+nn_var nn_cond_drop(nn_ctx *c, nn_var x, nn_var null_emb, int64_t B, int64_t E,
+                    const uint8_t *keep);
+/* Multi-head attention: q (G, Nq, C), k, v (G, Nk, C), heads | C (head h is channels
+ * [h·d, (h+1)·d)); softmax(q kᵀ/sqrt(d)) v. When name != NULL and the context keeps attention,
+ * the probabilities are registered as (G, heads, Nq, Nk). */
 nn_var nn_attention(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t Nq, int64_t Nk,
                     int64_t C, int heads, const char *name);
 
-/* Sinusoidal embedding (B, dim) of scalars x (B): [cos(x·f_i), sin(x·f_i)], f_i = 10000^(-i/half),
- * as LDM's timestep_embedding. */
-void nn_sinusoidal(const float *x, int64_t B, int dim, float *out);
+/* Losses: a one-value var. mean (pred - target)^2, and the pseudo-Huber of LCM / T2V-Turbo
+ * mean sqrt((pred - target)^2 + c^2) - c. Backpropagate with nn_backward(c, loss, &one). */
+nn_var nn_mse(nn_ctx *c, nn_var pred, nn_var target);
+nn_var nn_huber(nn_ctx *c, nn_var pred, nn_var target, float hc);
+
+/* Embedding leaves (no gradient) of N per-sample scalars given in a host array:
+ * LDM's sinusoidal timestep embedding (N, dim) = [cos(t·f_i), sin(t·f_i)], f_i = 10000^(-i/half)
+ * (op_timestep_embedding), and the guidance-scale embedding of LCM / T2V-Turbo of 1000·w
+ * (op_guidance_embedding: sin first, frequencies 10000^(-i/(half-1))). */
+nn_var nn_timestep_embedding(nn_ctx *c, const float *t, int64_t N, int dim);
+nn_var nn_guidance_embedding(nn_ctx *c, const float *w, int64_t N, int dim);
 
 /* ---------------------------------------------------------------------------------------
  * (2+1)-D video UNet
@@ -257,8 +287,10 @@ typedef struct {
 nn_var unet_forward(unet *u, nn_ctx *c, nn_var x, const unet_input *in);
 /* Analytic FLOPs of one forward at these sizes (multiply-add = 2); backward is about twice. */
 double unet_flops_forward(const unet *u, int B, int T, int H, int W, int L);
-/* Classifier-free condition dropping: each of the B contexts (L·D floats) is replaced by
- * null_ctx (or zeros when NULL) with probability p; returns how many were dropped. */
+/* Classifier-free condition dropping on host arrays, before the context is uploaded: each of
+ * the B contexts (L·D floats) is replaced by null_ctx (or zeros when NULL) with probability p
+ * (op_cond_drop_mask keyed on *rng, which advances); returns how many were dropped. In-graph
+ * dropping with a learned null embedding is nn_cond_drop. */
 int unet_drop_context(float *context, const float *null_ctx, int B, int64_t LD, float p,
                       uint64_t *rng);
 

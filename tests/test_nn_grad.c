@@ -1,6 +1,7 @@
 /* Tape operations: every backward against central finite differences of a random projection
- * of the output (loss = Σ y·R accumulated in double), on small shapes; both attention paths
- * (plain loops and the sgemm path), including the extra gradient on the probabilities. */
+ * of the output (loss = Σ y·R accumulated in double), on small shapes, on the current ops
+ * backend (the fast CPU one); attention with several heads (the head split/merge around the op)
+ * and a short and a long sequence, including the extra gradient on the probabilities. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "common/log.h"
 #include "kernels/nn.h"
+#include "kernels/ops.h"
 #include "tests/testutil.h"
 
 #define MAXIN 4
@@ -153,8 +155,34 @@ static nn_var b_misc(nn_ctx *c, const nn_var *in, void *arg) {
   return zz;
 }
 
+static nn_var b_extra(nn_ctx *c, const nn_var *in, void *arg) {
+  /* in[0] x (2, 3, 4, 2), in[1] e (2, 4), in[2] a null embedding (24) */
+  (void)arg;
+  static const uint8_t keep[2] = {1, 0};
+  nn_ctx_set_mode(c, 0, 1, 5); /* training: the dropout is live (same mask every pass) */
+  nn_var h = nn_bias_add(c, in[0], in[1], 2, 3, 4, 2);
+  nn_var d = nn_cond_drop(c, h, in[2], 2, 24, keep);
+  d = nn_dropout(c, d, 0.3f);
+  nn_var l1 = nn_mse(c, d, in[0]);            /* a target that needs a gradient too */
+  nn_var l2 = nn_huber(c, d, h, 0.5f);
+  nn_var ls = nn_concat_chan(c, l1, l2, 1, 1, 1, 1);
+  return nn_concat_chan(c, d, ls, 1, 48, 2, 1);
+}
+
+static void run_cases(void);
+
 int main(void) {
   test_begin("test_nn_grad");
+  /* every case on the reference backend, then on the fast one (the default) */
+  for (int be = OPS_CPU_REF; be <= OPS_CPU_FAST; be++) {
+    CHECK(ops_backend_set((ops_backend_id)be) == TB_OK);
+    printf("-- %s\n", ops_backend_name((ops_backend_id)be));
+    run_cases();
+  }
+  return test_finish();
+}
+
+static void run_cases(void) {
   opcase k;
   {
     dims d = {{5, 7, 3}};
@@ -213,7 +241,7 @@ int main(void) {
     teardown(&k);
   }
   {
-    /* small path (Nq·Nk ≤ 4096) with an extra gradient on the probabilities */
+    /* temporal-like maps (few tokens, two heads) with an extra gradient on the probabilities */
     dims d = {{3, 5, 5, 8, 2}};
     int64_t n[3] = {3 * 5 * 8, 3 * 5 * 8, 3 * 5 * 8};
     setup(&k, "attention small +dP", 3, n, 3 * 5 * 8, 9);
@@ -225,7 +253,7 @@ int main(void) {
     teardown(&k);
   }
   {
-    /* sgemm path: Nq·Nk > 4096 */
+    /* a long sequence (Nq·Nk = 5600) */
     dims d = {{1, 80, 70, 4, 2}};
     int64_t n[3] = {80 * 4, 70 * 4, 70 * 4};
     setup(&k, "attention large +dP", 3, n, 80 * 4, 10);
@@ -243,5 +271,11 @@ int main(void) {
     check_case(&k);
     teardown(&k);
   }
-  return test_finish();
+  {
+    int64_t n[3] = {48, 8, 24};
+    setup(&k, "bias_add/cond_drop/dropout/mse/huber", 3, n, 50, 12);
+    k.build = b_extra, k.arg = NULL;
+    check_case(&k);
+    teardown(&k);
+  }
 }

@@ -1,11 +1,14 @@
 /* kernels/nn/graph.c — the recording context: activation arenas, the tape of operations,
  * backward, per-block recomputation, kept attention maps, and every tape operation's forward
- * and backward (plain C loops; matrix products through cblas_sgemm).
+ * and backward. All arithmetic is an op_xxx call of kernels/ops.h on the current backend, and
+ * all activation memory comes from kernels/device.h, so the same tape runs on the CPU reference,
+ * the fast CPU backend, or a GPU once device_init has picked one.
  *
  * Levels. Vars live on level 0 (kept until nn_ctx_reset) or level 1 (the insides of a block in
  * recompute mode, freed once the block is done). Each level has an activation arena and an
- * activation-gradient arena; both are bump allocators over chunks that coalesce into one chunk
- * of the peak size at reset, so steady-state passes allocate nothing.
+ * activation-gradient arena on the device; both are bump allocators over chunks that coalesce
+ * into one chunk of the peak size at reset, so steady-state passes allocate nothing. A host
+ * arena holds per-pass records (block calls) that host code reads.
  */
 #include <math.h>
 #include <stdio.h>
@@ -14,25 +17,37 @@
 
 #include "common/log.h"
 #include "common/tensor.h"
+#include "kernels/device.h"
 #include "kernels/nn.h"
 #include "kernels/nn/nn_internal.h"
+#include "kernels/ops.h"
 
 /* ---- arenas -------------------------------------------------------------------------- */
 
 #define ARENA_MIN_CHUNK ((size_t)16 << 20) /* bytes; first chunk before the peak is known */
+#define ARENA_ALIGN 256                    /* bytes; what device_arena and cuBLAS like */
 
 typedef struct {
   char **chunk;
   size_t *cap;
   int n, ncap;
+  int host;     /* 1: plain host memory (records), 0: device memory (tensors) */
   size_t used;  /* in the last chunk */
   size_t total; /* bytes handed out since reset */
   size_t peak;
 } arena;
 
+static void *chunk_alloc(int host, size_t bytes) {
+  return host ? aligned_alloc_zero(bytes) : device_malloc(bytes);
+}
+static void chunk_free(int host, void *p) {
+  if (host) aligned_free(p);
+  else device_free(p);
+}
+
 static void *arena_alloc(arena *a, size_t bytes, int zero) {
-  bytes = (bytes + 63) & ~(size_t)63;
-  if (bytes == 0) bytes = 64;
+  bytes = (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+  if (bytes == 0) bytes = ARENA_ALIGN;
   if (a->n == 0 || a->used + bytes > a->cap[a->n - 1]) {
     size_t cap = bytes > ARENA_MIN_CHUNK ? bytes : ARENA_MIN_CHUNK;
     if (a->n == 0 && a->peak > cap) cap = a->peak;
@@ -41,7 +56,7 @@ static void *arena_alloc(arena *a, size_t bytes, int zero) {
       a->chunk = xrealloc(a->chunk, a->ncap * sizeof *a->chunk);
       a->cap = xrealloc(a->cap, a->ncap * sizeof *a->cap);
     }
-    a->chunk[a->n] = aligned_alloc_zero(cap);
+    a->chunk[a->n] = chunk_alloc(a->host, cap);
     TB_CHECKF(a->chunk[a->n] != NULL, "out of memory: activation chunk of %zu bytes", cap);
     a->cap[a->n] = cap;
     a->n++;
@@ -51,14 +66,17 @@ static void *arena_alloc(arena *a, size_t bytes, int zero) {
   a->used += bytes;
   a->total += bytes;
   if (a->total > a->peak) a->peak = a->total;
-  if (zero) memset(p, 0, bytes);
+  if (zero) {
+    if (a->host) memset(p, 0, bytes);
+    else device_memset(p, 0, bytes);
+  }
   return p;
 }
 
 /* Frees everything handed out; several chunks become one chunk of the peak size. */
 static void arena_reset(arena *a) {
   if (a->n > 1) {
-    for (int i = 0; i < a->n; i++) aligned_free(a->chunk[i]);
+    for (int i = 0; i < a->n; i++) chunk_free(a->host, a->chunk[i]);
     a->n = 0;
   }
   a->used = 0;
@@ -66,7 +84,7 @@ static void arena_reset(arena *a) {
 }
 
 static void arena_free(arena *a) {
-  for (int i = 0; i < a->n; i++) aligned_free(a->chunk[i]);
+  for (int i = 0; i < a->n; i++) chunk_free(a->host, a->chunk[i]);
   free(a->chunk);
   free(a->cap);
   memset(a, 0, sizeof *a);
@@ -75,25 +93,27 @@ static void arena_free(arena *a) {
 /* ---- tape ---------------------------------------------------------------------------- */
 
 typedef enum {
-  OP_LEAF = 0,
-  OP_LINEAR,
-  OP_CONV2D,
-  OP_TCONV3,
-  OP_GNORM,
-  OP_LNORM,
-  OP_SILU,
-  OP_GEGLU,
-  OP_ADD,
-  OP_ADD_BLAST,
-  OP_ADD_BFIRST,
-  OP_CONCAT,
-  OP_UP2,
-  OP_PERMUTE,
-  OP_REPEAT,
-  OP_DROPOUT,
-  OP_ATTN,
-  OP_CKPT,
-} op_kind;
+  NOP_LEAF = 0,
+  NOP_LINEAR,
+  NOP_CONV2D,
+  NOP_TCONV3,
+  NOP_GNORM,
+  NOP_LNORM,
+  NOP_SILU,
+  NOP_GEGLU,
+  NOP_ADD,
+  NOP_BIAS,
+  NOP_CONCAT,
+  NOP_UP2,
+  NOP_PERMUTE,
+  NOP_REPEAT,
+  NOP_DROPOUT,
+  NOP_COND_DROP,
+  NOP_ATTN,
+  NOP_MSE,
+  NOP_HUBER,
+  NOP_CKPT,
+} nop_kind;
 
 typedef struct {
   float *data, *grad;
@@ -104,12 +124,14 @@ typedef struct {
 } var_t;
 
 typedef struct {
-  op_kind op;
+  nop_kind op;
   nn_var in[4];
   nn_var out;
   int64_t i[10];
   float f[2];
-  float *sv[2]; /* saved tensors (statistics, probabilities, masks) */
+  float *sv[2];       /* saved tensors on the device (statistics, probabilities) */
+  uint8_t *mask;      /* saved dropout mask on the device */
+  const uint8_t *hkeep; /* host flags (cond-drop keep), in the record arena */
   nn_block_fn fn;
   void *blk;
 } node_t;
@@ -117,11 +139,12 @@ typedef struct {
 typedef struct {
   char name[NN_NAME_MAX];
   int64_t shape[4];
-  float *probs, *extra; /* level-0 copies */
+  float *probs, *extra; /* level-0 copies on the device */
 } attn_rec;
 
 struct nn_ctx {
   arena act[2], grd[2];
+  arena rec; /* host records */
   var_t *v;
   int nv, vcap;
   node_t *nd;
@@ -132,12 +155,13 @@ struct nn_ctx {
   int keep_attn;
   attn_rec *attn;
   int nattn, attncap;
-  float *scratch; /* im2col etc., grown as needed, not part of the arenas */
+  float *scratch; /* device scratch, grown as needed, not part of the arenas */
   size_t scratch_cap;
 };
 
 nn_ctx *nn_ctx_new(void) {
   nn_ctx *c = xcalloc(1, sizeof *c);
+  c->rec.host = 1;
   return c;
 }
 
@@ -147,10 +171,11 @@ void nn_ctx_free(nn_ctx *c) {
     arena_free(&c->act[l]);
     arena_free(&c->grd[l]);
   }
+  arena_free(&c->rec);
   free(c->v);
   free(c->nd);
   free(c->attn);
-  aligned_free(c->scratch);
+  device_free(c->scratch);
   free(c);
 }
 
@@ -159,6 +184,7 @@ void nn_ctx_reset(nn_ctx *c) {
     arena_reset(&c->act[l]);
     arena_reset(&c->grd[l]);
   }
+  arena_reset(&c->rec);
   c->nv = c->nn = c->nattn = 0;
   c->level = 0;
   c->rng_ctr = 0;
@@ -187,17 +213,24 @@ float *nn_attn_extra_grad(nn_ctx *c, int i) {
   return c->attn[i].extra;
 }
 
-void *nn_ctx_alloc(nn_ctx *c, size_t bytes) { return arena_alloc(&c->act[0], bytes, 1); }
+void *nn_ctx_alloc(nn_ctx *c, size_t bytes) { return arena_alloc(&c->rec, bytes, 1); }
 
 float *nn_scratch(nn_ctx *c, size_t nfloats) {
   if (nfloats > c->scratch_cap) {
-    aligned_free(c->scratch);
-    c->scratch = aligned_alloc_zero(nfloats * sizeof(float));
-    TB_CHECKF(c->scratch != NULL, "out of memory: scratch of %zu floats", nfloats);
+    device_free(c->scratch);
+    c->scratch = device_malloc(nfloats * sizeof(float));
     c->scratch_cap = nfloats;
   }
   return c->scratch;
 }
+
+/* A dimension handed to an op (the ops take int extents; products are formed inside). */
+static int dim32(int64_t v) {
+  TB_CHECKF(v >= 0 && v <= 0x7fffffff, "nn: extent %lld does not fit an op argument", (long long)v);
+  return (int)v;
+}
+
+static void dzero(float *p, int64_t n) { device_memset(p, 0, (size_t)n * sizeof(float)); }
 
 static nn_var var_new(nn_ctx *c, int64_t n, int rg) {
   if (c->nv == c->vcap) {
@@ -213,7 +246,7 @@ static nn_var var_new(nn_ctx *c, int64_t n, int rg) {
   return c->nv++;
 }
 
-static node_t *node_new(nn_ctx *c, op_kind op, nn_var out) {
+static node_t *node_new(nn_ctx *c, nop_kind op, nn_var out) {
   if (c->nn == c->ncap) {
     c->ncap = c->ncap ? 2 * c->ncap : 1024;
     c->nd = xrealloc(c->nd, c->ncap * sizeof *c->nd);
@@ -226,14 +259,14 @@ static node_t *node_new(nn_ctx *c, op_kind op, nn_var out) {
   return d;
 }
 
-static float *saved_alloc(nn_ctx *c, int64_t n) {
-  return arena_alloc(&c->act[c->level], (size_t)n * sizeof(float), 0);
+static void *saved_alloc(nn_ctx *c, size_t bytes) {
+  return arena_alloc(&c->act[c->level], bytes, 0);
 }
 
 nn_var nn_input(nn_ctx *c, const float *data, int64_t n, int requires_grad) {
   nn_var v = var_new(c, n, requires_grad);
-  if (data) memcpy(c->v[v].data, data, n * sizeof(float));
-  else memset(c->v[v].data, 0, n * sizeof(float));
+  if (data) device_memcpy_h2d(c->v[v].data, data, (size_t)n * sizeof(float));
+  else dzero(c->v[v].data, n);
   return v;
 }
 
@@ -281,6 +314,7 @@ static int rg_any(nn_ctx *c, nn_var a, nn_var b, nn_var d) {
 }
 
 #define D(i_) (c->v[(i_)].data)
+#define DN(i_) ((i_) >= 0 ? c->v[(i_)].data : NULL) /* optional input (bias, norm affine) */
 #define N_(i_) (c->v[(i_)].n)
 
 /* ---- operations ---------------------------------------------------------------------- */
@@ -288,8 +322,8 @@ static int rg_any(nn_ctx *c, nn_var a, nn_var b, nn_var d) {
 nn_var nn_linear(nn_ctx *c, nn_var x, nn_var W, nn_var b, int64_t M, int64_t K, int64_t N) {
   TB_CHECKF(N_(x) == M * K && N_(W) == N * K && (b < 0 || N_(b) == N), "linear: shapes");
   nn_var y = var_new(c, M * N, rg_any(c, x, W, b));
-  prim_linear_fwd(D(x), D(W), b >= 0 ? D(b) : NULL, D(y), M, K, N);
-  node_t *d = node_new(c, OP_LINEAR, y);
+  op_linear_fwd(D(y), D(x), D(W), DN(b), dim32(M), dim32(K), dim32(N));
+  node_t *d = node_new(c, NOP_LINEAR, y);
   d->in[0] = x, d->in[1] = W, d->in[2] = b;
   d->i[0] = M, d->i[1] = K, d->i[2] = N;
   return y;
@@ -301,8 +335,9 @@ nn_var nn_conv2d(nn_ctx *c, nn_var x, nn_var W, nn_var b, int64_t Nb, int64_t Ci
   TB_CHECKF(N_(x) == Nb * Ci * H * Wd && N_(W) == Co * Ci * k * k && (b < 0 || N_(b) == Co),
             "conv2d: shapes");
   nn_var y = var_new(c, Nb * Co * Ho * Wo, rg_any(c, x, W, b));
-  prim_conv2d_fwd(c, D(x), D(W), b >= 0 ? D(b) : NULL, D(y), Nb, Ci, H, Wd, Co, k, s, pad);
-  node_t *d = node_new(c, OP_CONV2D, y);
+  op_conv2d_fwd(D(y), D(x), D(W), DN(b), dim32(Nb), dim32(Ci), dim32(H), dim32(Wd), dim32(Co), k,
+                s, pad);
+  node_t *d = node_new(c, NOP_CONV2D, y);
   d->in[0] = x, d->in[1] = W, d->in[2] = b;
   d->i[0] = Nb, d->i[1] = Ci, d->i[2] = H, d->i[3] = Wd, d->i[4] = Co, d->i[5] = k;
   d->i[6] = s, d->i[7] = pad;
@@ -314,20 +349,27 @@ nn_var nn_tconv3(nn_ctx *c, nn_var x, nn_var W, nn_var b, int64_t B, int64_t T, 
   TB_CHECKF(N_(x) == B * T * Ci * S && N_(W) == Co * Ci * 3 && (b < 0 || N_(b) == Co),
             "tconv3: shapes");
   nn_var y = var_new(c, B * T * Co * S, rg_any(c, x, W, b));
-  prim_tconv3_fwd(c, D(x), D(W), b >= 0 ? D(b) : NULL, D(y), B, T, Ci, Co, S);
-  node_t *d = node_new(c, OP_TCONV3, y);
+  op_tconv_fwd(D(y), D(x), D(W), DN(b), dim32(B), dim32(T), dim32(Ci), dim32(S), dim32(Co), 3);
+  node_t *d = node_new(c, NOP_TCONV3, y);
   d->in[0] = x, d->in[1] = W, d->in[2] = b;
   d->i[0] = B, d->i[1] = T, d->i[2] = Ci, d->i[3] = Co, d->i[4] = S;
   return y;
 }
 
+/* With silu the forward applies SiLU in place after the norm; the backward recomputes the
+ * normalised values (one more group-norm forward) instead of keeping a second activation. */
 nn_var nn_group_norm(nn_ctx *c, nn_var x, nn_var g, nn_var b, int64_t B, int64_t T, int64_t C,
                      int64_t S, int G, float eps, int silu) {
-  TB_CHECKF(N_(x) == B * T * C * S && C % G == 0 && N_(g) == C && N_(b) == C, "group_norm");
+  TB_CHECKF(N_(x) == B * T * C * S && C % G == 0 && (g < 0 || N_(g) == C) &&
+                (b < 0 || N_(b) == C),
+            "group_norm: shapes");
   nn_var y = var_new(c, N_(x), rg_any(c, x, g, b));
-  node_t *d = node_new(c, OP_GNORM, y);
-  d->sv[0] = saved_alloc(c, 2 * B * G); /* mean, rstd */
-  prim_gnorm_fwd(D(x), D(g), D(b), D(y), d->sv[0], B, T, C, S, G, eps, silu);
+  node_t *d = node_new(c, NOP_GNORM, y);
+  d->sv[0] = saved_alloc(c, (size_t)(2 * B * G) * sizeof(float)); /* mean (B, G), rstd (B, G) */
+  d->sv[1] = d->sv[0] + B * G;
+  op_groupnorm_fwd(D(y), d->sv[0], d->sv[1], D(x), DN(g), DN(b), dim32(B), dim32(T), dim32(C),
+                   dim32(S), G, eps);
+  if (silu) op_silu_fwd(D(y), D(y), N_(x));
   d->in[0] = x, d->in[1] = g, d->in[2] = b;
   d->i[0] = B, d->i[1] = T, d->i[2] = C, d->i[3] = S, d->i[4] = G, d->i[5] = silu;
   d->f[0] = eps;
@@ -335,42 +377,36 @@ nn_var nn_group_norm(nn_ctx *c, nn_var x, nn_var g, nn_var b, int64_t B, int64_t
 }
 
 nn_var nn_layer_norm(nn_ctx *c, nn_var x, nn_var g, nn_var b, int64_t M, int64_t C, float eps) {
-  TB_CHECKF(N_(x) == M * C && N_(g) == C && N_(b) == C, "layer_norm");
+  TB_CHECKF(N_(x) == M * C && (g < 0 || N_(g) == C) && (b < 0 || N_(b) == C), "layer_norm");
   nn_var y = var_new(c, N_(x), rg_any(c, x, g, b));
-  node_t *d = node_new(c, OP_LNORM, y);
-  d->sv[0] = saved_alloc(c, 2 * M);
-  prim_lnorm_fwd(D(x), D(g), D(b), D(y), d->sv[0], M, C, eps);
+  node_t *d = node_new(c, NOP_LNORM, y);
+  d->sv[0] = saved_alloc(c, (size_t)(2 * M) * sizeof(float)); /* mean (M), rstd (M) */
+  d->sv[1] = d->sv[0] + M;
+  op_layernorm_fwd(D(y), d->sv[0], d->sv[1], D(x), DN(g), DN(b), dim32(M), dim32(C), eps);
   d->in[0] = x, d->in[1] = g, d->in[2] = b;
   d->i[0] = M, d->i[1] = C;
   return y;
 }
 
 nn_var nn_silu(nn_ctx *c, nn_var x) {
-  int64_t n = N_(x);
-  nn_var y = var_new(c, n, c->v[x].rg);
-  const float *a = D(x);
-  float *o = D(y);
-#pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; i++) o[i] = a[i] / (1.0f + expf(-a[i]));
-  node_t *d = node_new(c, OP_SILU, y);
+  nn_var y = var_new(c, N_(x), c->v[x].rg);
+  op_silu_fwd(D(y), D(x), N_(x));
+  node_t *d = node_new(c, NOP_SILU, y);
   d->in[0] = x;
   return y;
 }
 
-static inline float gelu_f(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678f)); }
-static inline float gelu_d(float x) {
-  return 0.5f * (1.0f + erff(x * 0.70710678f)) + x * 0.39894228f * expf(-0.5f * x * x);
-}
-
+/* x (M, 2F) = [a | g] per row; y = a * gelu(g). The halves are split into contiguous scratch
+ * (op_split) so the element-wise ops see flat arrays. */
 nn_var nn_geglu(nn_ctx *c, nn_var x, int64_t M, int64_t F) {
   TB_CHECK(N_(x) == M * 2 * F);
   nn_var y = var_new(c, M * F, c->v[x].rg);
-  const float *a = D(x);
-  float *o = D(y);
-#pragma omp parallel for if (M * F > 65536)
-  for (int64_t m = 0; m < M; m++)
-    for (int64_t j = 0; j < F; j++) o[m * F + j] = a[m * 2 * F + j] * gelu_f(a[m * 2 * F + F + j]);
-  node_t *d = node_new(c, OP_GEGLU, y);
+  int64_t n = M * F;
+  float *a = nn_scratch(c, (size_t)(2 * n)), *g = a + n;
+  op_split_fwd(a, g, D(x), dim32(M), dim32(F), dim32(F), 1);
+  op_gelu_erf_fwd(g, g, n);
+  op_mul_fwd(D(y), a, g, n);
+  node_t *d = node_new(c, NOP_GEGLU, y);
   d->in[0] = x;
   d->i[0] = M, d->i[1] = F;
   return y;
@@ -378,51 +414,43 @@ nn_var nn_geglu(nn_ctx *c, nn_var x, int64_t M, int64_t F) {
 
 nn_var nn_add(nn_ctx *c, nn_var a, nn_var b) {
   TB_CHECK(N_(a) == N_(b));
-  int64_t n = N_(a);
-  nn_var y = var_new(c, n, rg_any(c, a, b, -1));
-  const float *p = D(a), *q = D(b);
-  float *o = D(y);
-#pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; i++) o[i] = p[i] + q[i];
-  node_t *d = node_new(c, OP_ADD, y);
+  nn_var y = var_new(c, N_(a), rg_any(c, a, b, -1));
+  op_add_fwd(D(y), D(a), D(b), N_(a));
+  node_t *d = node_new(c, NOP_ADD, y);
   d->in[0] = a, d->in[1] = b;
   return y;
 }
 
+/* The one broadcast add: y (B, T, C, S) = x + e (B, C) (op_bias_add). */
+static nn_var bias_add(nn_ctx *c, nn_var x, nn_var e, int64_t B, int64_t T, int64_t C, int64_t S) {
+  nn_var y = var_new(c, N_(x), rg_any(c, x, e, -1));
+  op_bias_add_fwd(D(y), D(x), D(e), dim32(B), dim32(T), dim32(C), dim32(S));
+  node_t *d = node_new(c, NOP_BIAS, y);
+  d->in[0] = x, d->in[1] = e;
+  d->i[0] = B, d->i[1] = T, d->i[2] = C, d->i[3] = S;
+  return y;
+}
+
+nn_var nn_bias_add(nn_ctx *c, nn_var x, nn_var e, int64_t B, int64_t T, int64_t C, int64_t S) {
+  TB_CHECK(N_(x) == B * T * C * S && N_(e) == B * C);
+  return bias_add(c, x, e, B, T, C, S);
+}
+
 nn_var nn_add_bcast_last(nn_ctx *c, nn_var x, nn_var e, int64_t A, int64_t R, int64_t S) {
   TB_CHECK(N_(x) == A * R * S && N_(e) == A * R);
-  nn_var y = var_new(c, N_(x), rg_any(c, x, e, -1));
-  const float *p = D(x), *q = D(e);
-  float *o = D(y);
-  for (int64_t ar = 0; ar < A * R; ar++)
-    for (int64_t s = 0; s < S; s++) o[ar * S + s] = p[ar * S + s] + q[ar];
-  node_t *d = node_new(c, OP_ADD_BLAST, y);
-  d->in[0] = x, d->in[1] = e;
-  d->i[0] = A, d->i[1] = R, d->i[2] = S;
-  return y;
+  return bias_add(c, x, e, A, 1, R, S);
 }
 
 nn_var nn_add_bcast_first(nn_ctx *c, nn_var x, nn_var p, int64_t A, int64_t R) {
   TB_CHECK(N_(x) == A * R && N_(p) >= R); /* a longer p (a position table) uses its first R */
-  nn_var y = var_new(c, N_(x), rg_any(c, x, p, -1));
-  const float *a = D(x), *q = D(p);
-  float *o = D(y);
-  for (int64_t i = 0; i < A; i++)
-    for (int64_t r = 0; r < R; r++) o[i * R + r] = a[i * R + r] + q[r];
-  node_t *d = node_new(c, OP_ADD_BFIRST, y);
-  d->in[0] = x, d->in[1] = p;
-  d->i[0] = A, d->i[1] = R;
-  return y;
+  return bias_add(c, x, p, 1, A, R, 1);
 }
 
 nn_var nn_concat_chan(nn_ctx *c, nn_var a, nn_var b, int64_t N, int64_t Ca, int64_t Cb, int64_t S) {
   TB_CHECK(N_(a) == N * Ca * S && N_(b) == N * Cb * S);
   nn_var y = var_new(c, N * (Ca + Cb) * S, rg_any(c, a, b, -1));
-  for (int64_t n = 0; n < N; n++) {
-    memcpy(D(y) + n * (Ca + Cb) * S, D(a) + n * Ca * S, Ca * S * sizeof(float));
-    memcpy(D(y) + n * (Ca + Cb) * S + Ca * S, D(b) + n * Cb * S, Cb * S * sizeof(float));
-  }
-  node_t *d = node_new(c, OP_CONCAT, y);
+  op_concat_fwd(D(y), D(a), D(b), dim32(N), dim32(Ca), dim32(Cb), dim32(S));
+  node_t *d = node_new(c, NOP_CONCAT, y);
   d->in[0] = a, d->in[1] = b;
   d->i[0] = N, d->i[1] = Ca, d->i[2] = Cb, d->i[3] = S;
   return y;
@@ -431,45 +459,19 @@ nn_var nn_concat_chan(nn_ctx *c, nn_var a, nn_var b, int64_t N, int64_t Ca, int6
 nn_var nn_upsample2(nn_ctx *c, nn_var x, int64_t N, int64_t C, int64_t H, int64_t W) {
   TB_CHECK(N_(x) == N * C * H * W);
   nn_var y = var_new(c, N * C * 4 * H * W, c->v[x].rg);
-  const float *a = D(x);
-  float *o = D(y);
-  for (int64_t nc = 0; nc < N * C; nc++)
-    for (int64_t h = 0; h < 2 * H; h++)
-      for (int64_t w = 0; w < 2 * W; w++)
-        o[(nc * 2 * H + h) * 2 * W + w] = a[(nc * H + h / 2) * W + w / 2];
-  node_t *d = node_new(c, OP_UP2, y);
+  op_upsample2x_fwd(D(y), D(x), dim32(N), dim32(C), dim32(H), dim32(W));
+  node_t *d = node_new(c, NOP_UP2, y);
   d->in[0] = x;
   d->i[0] = N, d->i[1] = C, d->i[2] = H, d->i[3] = W;
   return y;
 }
 
-/* out[o0,o1,o2,o3] = in[...] with out dim i = in dim perm[i]; inverse = 0 scatters instead. */
-static void permute4(const float *in, float *out, const int64_t dims[4], const int perm[4],
-                     int accumulate_back) {
-  int64_t od[4], istr[4], st = 1;
-  for (int i = 3; i >= 0; i--) {
-    istr[i] = st;
-    st *= dims[i];
-  }
-  for (int i = 0; i < 4; i++) od[i] = dims[perm[i]];
-  int64_t s0 = istr[perm[0]], s1 = istr[perm[1]], s2 = istr[perm[2]], s3 = istr[perm[3]];
-  for (int64_t a = 0; a < od[0]; a++)
-    for (int64_t b = 0; b < od[1]; b++)
-      for (int64_t e = 0; e < od[2]; e++) {
-        int64_t base = a * s0 + b * s1 + e * s2;
-        int64_t ob = ((a * od[1] + b) * od[2] + e) * od[3];
-        if (!accumulate_back)
-          for (int64_t f = 0; f < od[3]; f++) out[ob + f] = in[base + f * s3];
-        else /* here `in` is d(out) and `out` is d(in) */
-          for (int64_t f = 0; f < od[3]; f++) out[base + f * s3] += in[ob + f];
-      }
-}
-
 nn_var nn_permute4(nn_ctx *c, nn_var x, const int64_t dims[4], const int perm[4]) {
   TB_CHECK(N_(x) == dims[0] * dims[1] * dims[2] * dims[3]);
   nn_var y = var_new(c, N_(x), c->v[x].rg);
-  permute4(D(x), D(y), dims, perm, 0);
-  node_t *d = node_new(c, OP_PERMUTE, y);
+  int shape[4] = {dim32(dims[0]), dim32(dims[1]), dim32(dims[2]), dim32(dims[3])};
+  op_permute_fwd(D(y), D(x), 4, shape, perm);
+  node_t *d = node_new(c, NOP_PERMUTE, y);
   d->in[0] = x;
   for (int i = 0; i < 4; i++) d->i[i] = dims[i], d->i[4 + i] = perm[i];
   return y;
@@ -478,39 +480,82 @@ nn_var nn_permute4(nn_ctx *c, nn_var x, const int64_t dims[4], const int perm[4]
 nn_var nn_repeat_rows(nn_ctx *c, nn_var e, int64_t B, int64_t T, int64_t E) {
   TB_CHECK(N_(e) == B * E);
   nn_var y = var_new(c, B * T * E, c->v[e].rg);
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t t = 0; t < T; t++) memcpy(D(y) + (b * T + t) * E, D(e) + b * E, E * sizeof(float));
-  node_t *d = node_new(c, OP_REPEAT, y);
+  op_repeat_fwd(D(y), D(e), dim32(B), dim32(T), E);
+  node_t *d = node_new(c, NOP_REPEAT, y);
   d->in[0] = e;
   d->i[0] = B, d->i[1] = T, d->i[2] = E;
   return y;
 }
 
-/* Counter-based uniform in [0, 1): the same (seed, op, index) gives the same draw, so a
- * recomputed block replays its dropout masks. */
-static inline float hash_uniform(uint64_t seed, uint64_t ctr, uint64_t i) {
-  uint64_t z = seed ^ (ctr * 0x9E3779B97F4A7C15ull) ^ (i * 0xBF58476D1CE4E5B9ull);
+/* Each dropout draws from its own stream: the context seed mixed with the op's counter, so a
+ * recomputed block (same counter) replays its masks. */
+static uint64_t dropout_seed(uint64_t seed, uint64_t ctr) {
+  uint64_t z = seed ^ (ctr * 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return (float)(z >> 40) * (1.0f / 16777216.0f);
+  return z ^ (z >> 31);
 }
 
 nn_var nn_dropout(nn_ctx *c, nn_var x, float p) {
   if (!c->train || p <= 0.0f) return x;
   int64_t n = N_(x);
   nn_var y = var_new(c, n, c->v[x].rg);
-  node_t *d = node_new(c, OP_DROPOUT, y);
+  node_t *d = node_new(c, NOP_DROPOUT, y);
   d->in[0] = x;
-  d->sv[0] = saved_alloc(c, n);
-  uint64_t ctr = c->rng_ctr++;
-  float keep = 1.0f / (1.0f - p);
-  for (int64_t i = 0; i < n; i++) {
-    float m = hash_uniform(c->seed, ctr, (uint64_t)i) < p ? 0.0f : keep;
-    d->sv[0][i] = m;
-    D(y)[i] = D(x)[i] * m;
-  }
+  d->mask = saved_alloc(c, (size_t)n);
+  d->f[0] = p;
+  op_dropout_fwd(D(y), d->mask, D(x), n, p, dropout_seed(c->seed, c->rng_ctr++));
   return y;
+}
+
+nn_var nn_cond_drop(nn_ctx *c, nn_var x, nn_var null_emb, int64_t B, int64_t E,
+                    const uint8_t *keep) {
+  TB_CHECK(N_(x) == B * E && N_(null_emb) == E);
+  nn_var y = var_new(c, B * E, rg_any(c, x, null_emb, -1));
+  uint8_t *k = nn_ctx_alloc(c, (size_t)B);
+  memcpy(k, keep, (size_t)B);
+  op_cond_drop_fwd(D(y), D(x), D(null_emb), k, dim32(B), E);
+  node_t *d = node_new(c, NOP_COND_DROP, y);
+  d->in[0] = x, d->in[1] = null_emb;
+  d->hkeep = k;
+  d->i[0] = B, d->i[1] = E;
+  return y;
+}
+
+/* Head layouts. The model packs heads inside channels: x (M, H·D) with M = G·N tokens. The
+ * attention op runs on head-major copies (H, M, D) = (H, G, N, D), taking the H·G (head, group)
+ * pairs as its batch (the order of the batch does not matter to it). Peeling one head at a time
+ * with op_split (and packing back with op_concat) copies runs of D contiguous floats; the
+ * generic op_permute computes a multi-dimensional index per element, which made the head
+ * split the most expensive layout step of the model. tmp: 2·M·(H-1)·D floats. */
+static void heads_peel(float *out, const float *x, int M, int H, int D, float *tmp) {
+  size_t md = (size_t)M * D;
+  float *buf[2] = {tmp, tmp + md * (size_t)(H - 1)};
+  const float *src = x; /* (M, H - h, D) at step h */
+  for (int h = 0; h < H - 1; h++) {
+    int rest = H - 1 - h;
+    float *dst = rest == 1 ? out + (size_t)(h + 1) * md : buf[h & 1];
+    op_split_fwd(out + (size_t)h * md, dst, src, M, 1, rest, D);
+    src = dst;
+  }
+}
+
+/* out (M, H·D) from head-major hm (H, M, D). tmp as for heads_peel. */
+static void heads_pack(float *out, const float *hm, int M, int H, int D, float *tmp) {
+  size_t md = (size_t)M * D;
+  float *buf[2] = {tmp, tmp + md * (size_t)(H - 1)};
+  const float *cur = hm + (size_t)(H - 1) * md; /* the last heads, packed: (M, H-1-h, D) */
+  for (int h = H - 2; h >= 0; h--) {
+    float *dst = h == 0 ? out : buf[h & 1];
+    op_concat_fwd(dst, hm + (size_t)h * md, cur, M, 1, H - 1 - h, D);
+    cur = dst;
+  }
+}
+
+/* Probabilities between the op's (H, G, Nq·Nk) order and the documented (G, H, Nq·Nk). */
+static void probs_swap(float *out, const float *in, int64_t A, int64_t Bd, int64_t R) {
+  int shape[3] = {dim32(A), dim32(Bd), dim32(R)}, perm[3] = {1, 0, 2};
+  op_permute_fwd(out, in, 3, shape, perm);
 }
 
 nn_var nn_attention(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t Nq, int64_t Nk,
@@ -518,9 +563,23 @@ nn_var nn_attention(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t 
   TB_CHECKF(N_(q) == G * Nq * C && N_(k) == G * Nk * C && N_(v) == G * Nk * C && C % heads == 0,
             "attention: shapes");
   nn_var y = var_new(c, G * Nq * C, rg_any(c, q, k, v));
-  node_t *d = node_new(c, OP_ATTN, y);
-  d->sv[0] = saved_alloc(c, G * heads * Nq * Nk);
-  prim_attn_fwd(D(q), D(k), D(v), D(y), d->sv[0], G, Nq, Nk, C, heads);
+  node_t *d = node_new(c, NOP_ATTN, y);
+  int64_t np = G * heads * Nq * Nk;
+  d->sv[0] = saved_alloc(c, (size_t)np * sizeof(float)); /* (heads, G, Nq, Nk) */
+  int hd = (int)(C / heads), gh = dim32(G * heads), nq = dim32(Nq), nk = dim32(Nk);
+  float scale = 1.0f / sqrtf((float)hd);
+  if (heads == 1) {
+    op_attention_fwd(D(y), d->sv[0], D(q), D(k), D(v), NULL, gh, 1, nq, nk, hd, scale);
+  } else {
+    int64_t nqc = G * Nq * C, nkc = G * Nk * C, mx = Nq > Nk ? Nq : Nk;
+    float *qs = nn_scratch(c, (size_t)(2 * nqc + 2 * nkc + 2 * G * mx * (C - hd)));
+    float *ks = qs + nqc, *vs = ks + nkc, *os = vs + nkc, *tmp = os + nqc;
+    heads_peel(qs, D(q), dim32(G * Nq), heads, hd, tmp);
+    heads_peel(ks, D(k), dim32(G * Nk), heads, hd, tmp);
+    heads_peel(vs, D(v), dim32(G * Nk), heads, hd, tmp);
+    op_attention_fwd(os, d->sv[0], qs, ks, vs, NULL, gh, 1, nq, nk, hd, scale);
+    heads_pack(D(y), os, dim32(G * Nq), heads, hd, tmp);
+  }
   d->in[0] = q, d->in[1] = k, d->in[2] = v;
   d->i[0] = G, d->i[1] = Nq, d->i[2] = Nk, d->i[3] = C, d->i[4] = heads, d->i[5] = -1;
   if (name && c->keep_attn) {
@@ -535,18 +594,52 @@ nn_var nn_attention(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t 
       attn_rec *r = &c->attn[c->nattn++];
       snprintf(r->name, sizeof r->name, "%s", name);
       r->shape[0] = G, r->shape[1] = heads, r->shape[2] = Nq, r->shape[3] = Nk;
-      int64_t n = G * heads * Nq * Nk;
-      if (c->level == 0) {
+      if (c->level == 0 && heads == 1) {
         r->probs = d->sv[0];
       } else {
-        r->probs = arena_alloc(&c->act[0], n * sizeof(float), 0);
-        memcpy(r->probs, d->sv[0], n * sizeof(float));
+        r->probs = arena_alloc(&c->act[0], (size_t)np * sizeof(float), 0);
+        if (heads == 1) device_memcpy_d2d(r->probs, d->sv[0], (size_t)np * sizeof(float));
+        else probs_swap(r->probs, d->sv[0], heads, G, Nq * Nk);
       }
-      r->extra = arena_alloc(&c->act[0], n * sizeof(float), 1);
+      r->extra = arena_alloc(&c->act[0], (size_t)np * sizeof(float), 1);
     }
     d->i[5] = slot;
   }
   return y;
+}
+
+static nn_var loss_node(nn_ctx *c, nop_kind op, nn_var pred, nn_var target, float huber_c) {
+  TB_CHECKF(N_(pred) == N_(target), "loss: pred has %lld values, target %lld",
+            (long long)N_(pred), (long long)N_(target));
+  nn_var y = var_new(c, 1, rg_any(c, pred, target, -1));
+  if (op == NOP_MSE) op_mse_fwd(D(y), D(pred), D(target), N_(pred));
+  else op_huber_fwd(D(y), D(pred), D(target), N_(pred), huber_c);
+  node_t *d = node_new(c, op, y);
+  d->in[0] = pred, d->in[1] = target;
+  d->f[0] = huber_c;
+  return y;
+}
+
+nn_var nn_mse(nn_ctx *c, nn_var pred, nn_var target) {
+  return loss_node(c, NOP_MSE, pred, target, 0.0f);
+}
+nn_var nn_huber(nn_ctx *c, nn_var pred, nn_var target, float hc) {
+  return loss_node(c, NOP_HUBER, pred, target, hc);
+}
+
+/* Embeddings of per-sample scalars (host arrays): uploaded as a leaf, embedded on the device. */
+static nn_var embed(nn_ctx *c, const float *x, int64_t N, int dim, int guidance) {
+  nn_var s = nn_input(c, x, N, 0);
+  nn_var y = var_new(c, N * dim, 0);
+  if (guidance) op_guidance_embedding(D(y), D(s), dim32(N), dim);
+  else op_timestep_embedding(D(y), D(s), dim32(N), dim, 10000.0f);
+  return y;
+}
+nn_var nn_timestep_embedding(nn_ctx *c, const float *t, int64_t N, int dim) {
+  return embed(c, t, N, dim, 0);
+}
+nn_var nn_guidance_embedding(nn_ctx *c, const float *w, int64_t N, int dim) {
+  return embed(c, w, N, dim, 1);
 }
 
 /* While recomputing, attention slots are reused in order: the ckpt node remembers where its
@@ -561,8 +654,8 @@ nn_var nn_checkpoint(nn_ctx *c, nn_block_fn fn, void *blk, const nn_var in[3]) {
   c->level = 0;
   int64_t n = c->v[inner].n;
   int rg = c->v[inner].rg;
-  float *keep = arena_alloc(&c->act[0], n * sizeof(float), 0);
-  memcpy(keep, c->v[inner].data, n * sizeof(float));
+  float *keep = arena_alloc(&c->act[0], (size_t)n * sizeof(float), 0);
+  device_memcpy_d2d(keep, c->v[inner].data, (size_t)n * sizeof(float));
   /* drop the insides */
   c->nv = nv0;
   c->nn = nn0;
@@ -571,7 +664,7 @@ nn_var nn_checkpoint(nn_ctx *c, nn_block_fn fn, void *blk, const nn_var in[3]) {
   nn_var y = var_new(c, 0, rg);
   c->v[y].data = keep;
   c->v[y].n = n;
-  node_t *d = node_new(c, OP_CKPT, y);
+  node_t *d = node_new(c, NOP_CKPT, y);
   d->fn = fn;
   d->blk = blk;
   for (int i = 0; i < 3; i++) d->in[i] = in[i];
@@ -585,139 +678,163 @@ nn_var nn_checkpoint(nn_ctx *c, nn_block_fn fn, void *blk, const nn_var in[3]) {
 
 static void backward_range(nn_ctx *c, int lo, int hi);
 
+static void attention_bwd(nn_ctx *c, const node_t *d, const float *dy) {
+  const int64_t *I = d->i;
+  int64_t G = I[0], Nq = I[1], Nk = I[2], C = I[3];
+  int heads = (int)I[4], hd = (int)(C / heads), gh = dim32(G * heads), nq = dim32(Nq),
+      nk = dim32(Nk);
+  float scale = 1.0f / sqrtf((float)hd);
+  const float *extra = I[5] >= 0 ? c->attn[I[5]].extra : NULL; /* (G, heads, Nq, Nk) */
+  float *dq = gbuf(c, d->in[0]), *dk = gbuf(c, d->in[1]), *dv = gbuf(c, d->in[2]);
+  const float *q = D(d->in[0]), *k = D(d->in[1]), *v = D(d->in[2]);
+  if (heads == 1) {
+    op_attention_bwd(dq, dk, dv, dy, extra, q, k, v, d->sv[0], gh, 1, nq, nk, hd, scale);
+    return;
+  }
+  int64_t nqc = G * Nq * C, nkc = G * Nk * C, np = G * heads * Nq * Nk, mx = Nq > Nk ? Nq : Nk;
+  float *qs = nn_scratch(c, (size_t)(4 * nqc + 4 * nkc + (extra ? np : 0) +
+                                     2 * G * mx * (C - hd)));
+  float *ks = qs + nqc, *vs = ks + nkc, *dos = vs + nkc, *dqs = dos + nqc, *dks = dqs + nqc,
+        *dvs = dks + nkc, *tmp = dvs + nkc, *exs = NULL;
+  int mq = dim32(G * Nq), mk = dim32(G * Nk);
+  heads_peel(qs, q, mq, heads, hd, tmp);
+  heads_peel(ks, k, mk, heads, hd, tmp);
+  heads_peel(vs, v, mk, heads, hd, tmp);
+  heads_peel(dos, dy, mq, heads, hd, tmp);
+  if (extra) {
+    exs = tmp + 2 * G * mx * (C - hd);
+    probs_swap(exs, extra, G, heads, Nq * Nk);
+  }
+  if (dq) dzero(dqs, nqc);
+  if (dk) dzero(dks, nkc);
+  if (dv) dzero(dvs, nkc);
+  op_attention_bwd(dq ? dqs : NULL, dk ? dks : NULL, dv ? dvs : NULL, dos, exs, qs, ks, vs,
+                   d->sv[0], gh, 1, nq, nk, hd, scale);
+  /* pack each head-major gradient into the slot its input used, then accumulate */
+  if (dq) {
+    heads_pack(qs, dqs, mq, heads, hd, tmp);
+    op_axpy(dq, 1.0f, qs, nqc);
+  }
+  if (dk) {
+    heads_pack(ks, dks, mk, heads, hd, tmp);
+    op_axpy(dk, 1.0f, ks, nkc);
+  }
+  if (dv) {
+    heads_pack(vs, dvs, mk, heads, hd, tmp);
+    op_axpy(dv, 1.0f, vs, nkc);
+  }
+}
+
 static void backward_node(nn_ctx *c, node_t *d) {
   float *dy = c->v[d->out].grad;
   if (!dy) return;
   const int64_t *I = d->i;
   switch (d->op) {
-  case OP_LEAF:
+  case NOP_LEAF:
     break;
-  case OP_LINEAR:
-    prim_linear_bwd(D(d->in[0]), D(d->in[1]), dy, gbuf(c, d->in[0]), gbuf(c, d->in[1]),
-                    gbuf(c, d->in[2]), I[0], I[1], I[2]);
+  case NOP_LINEAR:
+    op_linear_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), gbuf(c, d->in[2]), dy, D(d->in[0]),
+                  D(d->in[1]), (int)I[0], (int)I[1], (int)I[2]);
     break;
-  case OP_CONV2D:
-    prim_conv2d_bwd(c, D(d->in[0]), D(d->in[1]), dy, gbuf(c, d->in[0]), gbuf(c, d->in[1]),
-                    gbuf(c, d->in[2]), I[0], I[1], I[2], I[3], I[4], (int)I[5], (int)I[6],
-                    (int)I[7]);
+  case NOP_CONV2D:
+    op_conv2d_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), gbuf(c, d->in[2]), dy, D(d->in[0]),
+                  D(d->in[1]), (int)I[0], (int)I[1], (int)I[2], (int)I[3], (int)I[4], (int)I[5],
+                  (int)I[6], (int)I[7]);
     break;
-  case OP_TCONV3:
-    prim_tconv3_bwd(c, D(d->in[0]), D(d->in[1]), dy, gbuf(c, d->in[0]), gbuf(c, d->in[1]),
-                    gbuf(c, d->in[2]), I[0], I[1], I[2], I[3], I[4]);
+  case NOP_TCONV3:
+    op_tconv_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), gbuf(c, d->in[2]), dy, D(d->in[0]),
+                 D(d->in[1]), (int)I[0], (int)I[1], (int)I[2], (int)I[4], (int)I[3], 3);
     break;
-  case OP_GNORM:
-    prim_gnorm_bwd(D(d->in[0]), D(d->in[1]), D(d->in[2]), dy, d->sv[0], gbuf(c, d->in[0]),
-                   gbuf(c, d->in[1]), gbuf(c, d->in[2]), I[0], I[1], I[2], I[3], (int)I[4],
-                   (int)I[5]);
-    break;
-  case OP_LNORM:
-    prim_lnorm_bwd(D(d->in[0]), D(d->in[1]), dy, d->sv[0], gbuf(c, d->in[0]), gbuf(c, d->in[1]),
-                   gbuf(c, d->in[2]), I[0], I[1]);
-    break;
-  case OP_SILU: {
-    float *dx = gbuf(c, d->in[0]);
-    const float *x = D(d->in[0]);
-    int64_t n = N_(d->out);
-#pragma omp parallel for if (n > 65536)
-    for (int64_t i = 0; i < n; i++) {
-      float s = 1.0f / (1.0f + expf(-x[i]));
-      dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
+  case NOP_GNORM: {
+    int B = (int)I[0], T = (int)I[1], C = (int)I[2], S = (int)I[3], G = (int)I[4];
+    const float *x = D(d->in[0]), *gw = DN(d->in[1]), *dz = dy;
+    if (I[5]) { /* SiLU: dz = silu'(z) dy with z the normalised values, recomputed */
+      int64_t n = N_(d->out);
+      float *z = nn_scratch(c, (size_t)(2 * n + 2 * (int64_t)B * G)), *g = z + n;
+      op_groupnorm_fwd(z, g + n, g + n + (int64_t)B * G, x, gw, DN(d->in[2]), B, T, C, S, G,
+                       d->f[0]);
+      dzero(g, n);
+      op_silu_bwd(g, dy, z, n);
+      dz = g;
     }
+    op_groupnorm_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), gbuf(c, d->in[2]), dz, x, d->sv[0],
+                     d->sv[1], gw, B, T, C, S, G);
     break;
   }
-  case OP_GEGLU: {
+  case NOP_LNORM:
+    op_layernorm_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), gbuf(c, d->in[2]), dy, D(d->in[0]),
+                     d->sv[0], d->sv[1], DN(d->in[1]), (int)I[0], (int)I[1]);
+    break;
+  case NOP_SILU:
+    op_silu_bwd(gbuf(c, d->in[0]), dy, D(d->in[0]), N_(d->out));
+    break;
+  case NOP_GEGLU: {
+    /* y = a * gelu(g): da = dy gelu(g), dg = dy a gelu'(g); slots a | g | gelu(g) | da | dgg */
     float *dx = gbuf(c, d->in[0]);
-    const float *x = D(d->in[0]);
-    int64_t M = I[0], F = I[1];
-#pragma omp parallel for if (M * F > 65536)
-    for (int64_t m = 0; m < M; m++)
-      for (int64_t j = 0; j < F; j++) {
-        float a = x[m * 2 * F + j], g = x[m * 2 * F + F + j], go = dy[m * F + j];
-        dx[m * 2 * F + j] += go * gelu_f(g);
-        dx[m * 2 * F + F + j] += go * a * gelu_d(g);
-      }
+    if (!dx) break;
+    int M = (int)I[0], F = (int)I[1];
+    int64_t n = I[0] * I[1];
+    float *a = nn_scratch(c, (size_t)(5 * n)), *g = a + n, *gg = g + n, *da = gg + n, *dgg = da + n;
+    op_split_fwd(a, g, D(d->in[0]), M, F, F, 1);
+    op_gelu_erf_fwd(gg, g, n);
+    dzero(da, 2 * n);
+    op_mul_bwd(da, dgg, dy, a, gg, n);
+    float *dg = a; /* a is no longer needed */
+    dzero(dg, n);
+    op_gelu_erf_bwd(dg, dgg, g, n);
+    float *packed = g; /* g and gelu(g) are free: 2n floats for the (M, 2F) gradient */
+    op_concat_fwd(packed, da, dg, M, F, F, 1);
+    op_axpy(dx, 1.0f, packed, 2 * n);
     break;
   }
-  case OP_ADD: {
-    int64_t n = N_(d->out);
+  case NOP_ADD:
     for (int k = 0; k < 2; k++) {
       float *dx = gbuf(c, d->in[k]);
-      if (dx)
-        for (int64_t i = 0; i < n; i++) dx[i] += dy[i];
+      if (dx) op_axpy(dx, 1.0f, dy, N_(d->out));
     }
     break;
-  }
-  case OP_ADD_BLAST: {
-    float *dx = gbuf(c, d->in[0]), *de = gbuf(c, d->in[1]);
-    int64_t AR = I[0] * I[1], S = I[2];
-    for (int64_t ar = 0; ar < AR; ar++) {
-      double s = 0;
-      for (int64_t j = 0; j < S; j++) {
-        if (dx) dx[ar * S + j] += dy[ar * S + j];
-        s += dy[ar * S + j];
-      }
-      if (de) de[ar] += (float)s;
-    }
+  case NOP_BIAS:
+    op_bias_add_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), dy, (int)I[0], (int)I[1], (int)I[2],
+                    (int)I[3]);
     break;
-  }
-  case OP_ADD_BFIRST: {
-    float *dx = gbuf(c, d->in[0]), *dp = gbuf(c, d->in[1]);
-    int64_t A = I[0], R = I[1];
-    for (int64_t i = 0; i < A; i++)
-      for (int64_t r = 0; r < R; r++) {
-        if (dx) dx[i * R + r] += dy[i * R + r];
-        if (dp) dp[r] += dy[i * R + r];
-      }
+  case NOP_CONCAT:
+    op_concat_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), dy, (int)I[0], (int)I[1], (int)I[2],
+                  (int)I[3]);
     break;
-  }
-  case OP_CONCAT: {
-    float *da = gbuf(c, d->in[0]), *db = gbuf(c, d->in[1]);
-    int64_t N = I[0], Ca = I[1], Cb = I[2], S = I[3];
-    for (int64_t n = 0; n < N; n++) {
-      const float *g = dy + n * (Ca + Cb) * S;
-      if (da)
-        for (int64_t i = 0; i < Ca * S; i++) da[n * Ca * S + i] += g[i];
-      if (db)
-        for (int64_t i = 0; i < Cb * S; i++) db[n * Cb * S + i] += g[Ca * S + i];
-    }
+  case NOP_UP2:
+    op_upsample2x_bwd(gbuf(c, d->in[0]), dy, (int)I[0], (int)I[1], (int)I[2], (int)I[3]);
     break;
-  }
-  case OP_UP2: {
-    float *dx = gbuf(c, d->in[0]);
-    int64_t NC = I[0] * I[1], H = I[2], W = I[3];
-    for (int64_t nc = 0; nc < NC; nc++)
-      for (int64_t h = 0; h < 2 * H; h++)
-        for (int64_t w = 0; w < 2 * W; w++)
-          dx[(nc * H + h / 2) * W + w / 2] += dy[(nc * 2 * H + h) * 2 * W + w];
-    break;
-  }
-  case OP_PERMUTE: {
-    int64_t dims[4] = {I[0], I[1], I[2], I[3]};
+  case NOP_PERMUTE: {
+    int shape[4] = {(int)I[0], (int)I[1], (int)I[2], (int)I[3]};
     int perm[4] = {(int)I[4], (int)I[5], (int)I[6], (int)I[7]};
-    permute4(dy, gbuf(c, d->in[0]), dims, perm, 1);
+    op_permute_bwd(gbuf(c, d->in[0]), dy, 4, shape, perm);
     break;
   }
-  case OP_REPEAT: {
-    float *de = gbuf(c, d->in[0]);
-    int64_t B = I[0], T = I[1], E = I[2];
-    for (int64_t b = 0; b < B; b++)
-      for (int64_t t = 0; t < T; t++)
-        for (int64_t e = 0; e < E; e++) de[b * E + e] += dy[(b * T + t) * E + e];
+  case NOP_REPEAT:
+    op_repeat_bwd(gbuf(c, d->in[0]), dy, (int)I[0], (int)I[1], I[2]);
+    break;
+  case NOP_DROPOUT:
+    op_dropout_bwd(gbuf(c, d->in[0]), dy, d->mask, N_(d->out), d->f[0]);
+    break;
+  case NOP_COND_DROP:
+    op_cond_drop_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), dy, d->hkeep, (int)I[0], I[1]);
+    break;
+  case NOP_ATTN:
+    attention_bwd(c, d, dy);
+    break;
+  case NOP_MSE:
+  case NOP_HUBER: {
+    float dl; /* the scalar's incoming gradient, read back from the device */
+    device_memcpy_d2h(&dl, dy, sizeof dl);
+    int64_t n = N_(d->in[0]);
+    if (d->op == NOP_MSE)
+      op_mse_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), dl, D(d->in[0]), D(d->in[1]), n);
+    else
+      op_huber_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), dl, D(d->in[0]), D(d->in[1]), n,
+                   d->f[0]);
     break;
   }
-  case OP_DROPOUT: {
-    float *dx = gbuf(c, d->in[0]);
-    for (int64_t i = 0; i < N_(d->out); i++) dx[i] += dy[i] * d->sv[0][i];
-    break;
-  }
-  case OP_ATTN: {
-    const float *extra = d->i[5] >= 0 ? c->attn[d->i[5]].extra : NULL;
-    prim_attn_bwd(c, D(d->in[0]), D(d->in[1]), D(d->in[2]), d->sv[0], dy, extra,
-                  gbuf(c, d->in[0]), gbuf(c, d->in[1]), gbuf(c, d->in[2]), I[0], I[1], I[2],
-                  I[3], (int)I[4]);
-    break;
-  }
-  case OP_CKPT: {
+  case NOP_CKPT: {
     /* recompute the block on level 1, seed its output gradient, run its backward */
     uint64_t ctr_save = c->rng_ctr;
     int nv0 = c->nv, nn0 = c->nn;
@@ -733,7 +850,7 @@ static void backward_node(nn_ctx *c, node_t *d) {
     c->rng_ctr = ctr_save;
     float *gi = gbuf(c, inner);
     TB_CHECK(gi != NULL);
-    memcpy(gi, dy, N_(inner) * sizeof(float));
+    device_memcpy_d2d(gi, dy, (size_t)N_(inner) * sizeof(float));
     /* d->in and dy stay valid: level-0 arenas and node array pointers are not reused here,
      * but c->nd may move when the recompute grows it, so work from indexes only. */
     backward_range(c, nn0, c->nn);
@@ -756,6 +873,9 @@ static void backward_range(nn_ctx *c, int lo, int hi) {
 void nn_backward(nn_ctx *c, nn_var y, const float *dy) {
   float *g = gbuf(c, y);
   TB_CHECKF(g != NULL, "nn_backward: the output does not depend on anything that needs a gradient");
-  for (int64_t i = 0; i < N_(y); i++) g[i] += dy[i];
+  int64_t n = N_(y);
+  float *up = nn_scratch(c, (size_t)n);
+  device_memcpy_h2d(up, dy, (size_t)n * sizeof(float));
+  op_axpy(g, 1.0f, up, n);
   backward_range(c, 0, c->nn);
 }

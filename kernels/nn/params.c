@@ -1,6 +1,7 @@
 /* kernels/nn/params.c — the parameter registry: hierarchical names, shapes, one allocation for
- * all values and one for all gradients, seeded initialisation, safetensors save and staged load
- * (reader → name map → match against the registry). */
+ * all values and one for all gradients (on the current device), seeded initialisation,
+ * safetensors save and staged load (reader → name map → match against the registry). Values
+ * are drawn, read and written on the host and cross to the device in one copy. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "common/log.h"
 #include "common/safetensors.h"
 #include "common/tensor.h"
+#include "kernels/device.h"
 #include "kernels/nn.h"
 
 void nn_params_init_empty(nn_params *p) { memset(p, 0, sizeof *p); }
@@ -40,11 +42,31 @@ int nn_params_add(nn_params *p, const char *name, int ndim, const int64_t *shape
   return p->n++;
 }
 
+static size_t params_bytes(const nn_params *p) {
+  return (size_t)(p->total ? p->total : 1) * sizeof(float);
+}
+
 void nn_params_alloc(nn_params *p) {
   TB_CHECK(p->data == NULL);
-  p->data = aligned_alloc_zero((size_t)(p->total ? p->total : 1) * sizeof(float));
-  p->grad = aligned_alloc_zero((size_t)(p->total ? p->total : 1) * sizeof(float));
-  TB_CHECKF(p->data && p->grad, "out of memory for %lld parameters", (long long)p->total);
+  p->data = device_malloc(params_bytes(p));
+  p->grad = device_malloc(params_bytes(p));
+  device_memset(p->data, 0, params_bytes(p));
+  device_memset(p->grad, 0, params_bytes(p));
+}
+
+/* A host view of the parameter values: the block itself on the CPU, a copy on a GPU
+ * (fetched from the device when `fetch`). Hand it to host_view_done. */
+static float *host_view(const nn_params *p, int fetch) {
+  if (!device_is_cuda()) return p->data;
+  float *h = xmalloc(params_bytes(p));
+  if (fetch) device_memcpy_d2h(h, p->data, params_bytes(p));
+  return h;
+}
+/* Releases a host view; `store` copies it to the device first. */
+static void host_view_done(const nn_params *p, float *h, int store) {
+  if (h == p->data) return;
+  if (store) device_memcpy_h2d(p->data, h, params_bytes(p));
+  free(h);
 }
 
 static double rng_uniform(uint64_t *s) {
@@ -57,9 +79,10 @@ static double rng_uniform(uint64_t *s) {
 }
 
 void nn_params_init(nn_params *p, uint64_t seed, int zero_out) {
+  float *host = host_view(p, 0);
   for (int i = 0; i < p->n; i++) {
     nn_param_info *in = &p->info[i];
-    float *d = p->data + in->offset;
+    float *d = host + in->offset;
     /* a stream per parameter, so adding a parameter does not shift the others' draws */
     uint64_t s = seed ^ checksum64(in->name, strlen(in->name));
     nn_init_kind k = in->init;
@@ -88,9 +111,10 @@ void nn_params_init(nn_params *p, uint64_t seed, int zero_out) {
     }
     for (int64_t j = 0; j < in->numel; j++) d[j] = (float)((2.0 * rng_uniform(&s) - 1.0) * bound);
   }
+  host_view_done(p, host, 1);
 }
 
-void nn_params_zero_grad(nn_params *p) { memset(p->grad, 0, (size_t)p->total * sizeof(float)); }
+void nn_params_zero_grad(nn_params *p) { device_memset(p->grad, 0, (size_t)p->total * sizeof(float)); }
 
 int nn_params_find(const nn_params *p, const char *name) {
   for (int i = 0; i < p->n; i++)
@@ -102,23 +126,25 @@ float *nn_params_ptr(const nn_params *p, int idx) { return p->data + p->info[idx
 float *nn_params_grad_ptr(const nn_params *p, int idx) { return p->grad + p->info[idx].offset; }
 
 void nn_params_free(nn_params *p) {
-  aligned_free(p->data);
-  aligned_free(p->grad);
+  device_free(p->data);
+  device_free(p->grad);
   free(p->info);
   memset(p, 0, sizeof *p);
 }
 
 int nn_params_save(const nn_params *p, const char *path) {
   safetensors_writer *w = safetensors_writer_new();
+  float *host = host_view(p, 1);
   int rc = TB_OK;
   for (int i = 0; i < p->n && rc == TB_OK; i++) {
     tensor t = tensor_view(DTYPE_F32, p->info[i].ndim, p->info[i].shape,
-                           p->data + p->info[i].offset);
+                           host + p->info[i].offset);
     rc = safetensors_writer_add_ref(w, p->info[i].name, &t);
   }
   if (rc == TB_OK) safetensors_writer_set_meta(w, "format", "turbo.nn_params.v1");
   if (rc == TB_OK) rc = safetensors_writer_save(w, path);
   safetensors_writer_free(w);
+  host_view_done(p, host, 0);
   if (rc != TB_OK) return err_wrap("saving parameters to %s: ", path);
   return TB_OK;
 }
@@ -171,9 +197,10 @@ int nn_params_load(nn_params *p, const char *path, const nn_name_map *map, int n
       rc = err_set("%s: parameter %s missing from the file (a name map may be needed)", path,
                    p->info[i].name);
   /* all checked: copy */
+  float *host = rc == TB_OK ? host_view(p, 1) : NULL;
   for (int i = 0; i < p->n && rc == TB_OK; i++) {
     const safetensors_entry *en = safetensors_entry_at(f, (size_t)src[i]);
-    float *d = p->data + p->info[i].offset;
+    float *d = host + p->info[i].offset;
     int64_t k = p->info[i].numel;
     if (en->dtype == DTYPE_F32) {
       memcpy(d, en->data, (size_t)k * sizeof(float));
@@ -185,6 +212,7 @@ int nn_params_load(nn_params *p, const char *path, const nn_name_map *map, int n
       }
     }
   }
+  if (host) host_view_done(p, host, 1);
   free(src);
   safetensors_close(f);
   return rc;

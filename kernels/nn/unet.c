@@ -3,8 +3,9 @@
  *
  * Parameter names follow the LDM / VideoCrafter checkpoints so real weights can be mapped in:
  *   time_embed.{0,2}.{weight,bias}               sinusoidal(t) → linear → SiLU → linear
- *   w_embed.{0,2}.*, motion_embed.{0,2}.*        student conditions (T2V-Turbo-v2): 256-d
- *                                                sinusoidal of 1000·w / 1000·m → MLP, the last
+ *   w_embed.{0,2}.*, motion_embed.{0,2}.*        student conditions (T2V-Turbo-v2): the 256-d
+ *                                                guidance-scale embedding of w / m
+ *                                                (op_guidance_embedding) → MLP, the last
  *                                                linear zero-initialised
  *   input_blocks.0.0.{weight,bias}               conv_in
  *   input_blocks.N.0.*                           ResBlock: in_layers.{0 GN, 2 conv},
@@ -33,6 +34,7 @@
 #include "common/log.h"
 #include "kernels/nn.h"
 #include "kernels/nn/nn_internal.h"
+#include "kernels/ops.h"
 
 #define GN_EPS 1e-5f   /* GroupNorm32 in ResBlocks and the output */
 #define TGN_EPS 1e-6f  /* the transformers' Normalize */
@@ -312,7 +314,8 @@ void unet_free(unet *u) {
   memset(u, 0, sizeof *u);
 }
 
-/* ---- forward --------------------------------------------------------------------------- */
+/* ---- forward ---------------------------------------------------------------------------
+ * Host code here only builds the graph; every number is computed by a tape op (kernels/ops.h). */
 
 static nn_var P(nn_ctx *c, unet_block *b, int role) {
   if (b->p[role] < 0) return -1;
@@ -331,8 +334,7 @@ static nn_var res_run(nn_ctx *c, void *arg, const nn_var in[3]) {
                            groups_for(cfg->groups, ci), GN_EPS, 1);
   h = nn_conv2d(c, h, P(c, b, R_C1W), P(c, b, R_C1B), N, ci, H, W, co, 3, 1, 1);
   nn_var e = nn_linear(c, in[1], P(c, b, R_EMBW), P(c, b, R_EMBB), B, E, co);
-  e = nn_repeat_rows(c, e, B, T, co);
-  h = nn_add_bcast_last(c, h, e, N, co, S);
+  h = nn_bias_add(c, h, e, B, T, co, S); /* (B, co) over the T frames and S positions */
   h = nn_group_norm(c, h, P(c, b, R_GN2W), P(c, b, R_GN2B), N, 1, co, S,
                     groups_for(cfg->groups, co), GN_EPS, 1);
   h = nn_dropout(c, h, cfg->dropout);
@@ -427,11 +429,10 @@ static nn_var tt_run(nn_ctx *c, void *arg, const nn_var in[3]) {
               (long long)T, cfg->max_frames);
     pos = P(c, b, R_POS);
   } else {
-    float *tmp = xmalloc((size_t)(T + T * C) * sizeof(float));
-    for (int64_t t = 0; t < T; t++) tmp[T * C + t] = (float)t;
-    nn_sinusoidal(tmp + T * C, T, (int)C, tmp);
-    pos = nn_input(c, tmp, T * C, 0);
-    free(tmp);
+    float *frame = xmalloc((size_t)T * sizeof(float));
+    for (int64_t t = 0; t < T; t++) frame[t] = (float)t;
+    pos = nn_timestep_embedding(c, frame, T, (int)C); /* (T, C) */
+    free(frame);
   }
   h = nn_add_bcast_first(c, h, pos, B * S, T * C);
   nn_var n = nn_layer_norm(c, h, P(c, b, R_N1W), P(c, b, R_N1B), M, C, LN_EPS);
@@ -473,9 +474,8 @@ static nn_var simple_run(nn_ctx *c, void *arg, const nn_var in[3]) {
   return -1;
 }
 
-static nn_var mlp_embed(nn_ctx *c, unet *u, const int *p, const float *sin, int64_t B, int din) {
+static nn_var mlp_embed(nn_ctx *c, unet *u, const int *p, nn_var s, int64_t B, int din) {
   int E = u->time_embed_ch;
-  nn_var s = nn_input(c, sin, B * din, 0);
   nn_var h = nn_linear(c, s, nn_param_var(c, &u->params, p[0], u->frozen),
                        nn_param_var(c, &u->params, p[1], u->frozen), B, din, E);
   h = nn_silu(c, h);
@@ -491,19 +491,13 @@ nn_var unet_forward(unet *u, nn_ctx *c, nn_var x, const unet_input *in) {
   TB_CHECKF(nn_numel(c, x) == (int64_t)B * T * cfg->in_ch * H * W, "unet: input size");
   TB_CHECKF(nn_numel(c, in->context) == (int64_t)B * in->L * cfg->text_dim, "unet: context size");
   int mc = cfg->model_ch;
-  float *sin = xmalloc((size_t)B * (mc > COND_DIM ? mc : COND_DIM) * sizeof(float));
-  float *sc = xmalloc((size_t)B * sizeof(float));
-  nn_sinusoidal(in->t, B, mc, sin);
-  nn_var emb = mlp_embed(c, u, u->p_time, sin, B, mc);
+  nn_var emb = mlp_embed(c, u, u->p_time, nn_timestep_embedding(c, in->t, B, mc), B, mc);
   for (int k = 0; k < cfg->cond_embeds; k++) {
     const float *val = k == 0 ? in->w : in->motion;
     if (!val) continue;
-    for (int b = 0; b < B; b++) sc[b] = 1000.0f * val[b];
-    nn_sinusoidal(sc, B, COND_DIM, sin);
-    emb = nn_add(c, emb, mlp_embed(c, u, u->p_cond[k], sin, B, COND_DIM));
+    nn_var s = nn_guidance_embedding(c, val, B, COND_DIM);
+    emb = nn_add(c, emb, mlp_embed(c, u, u->p_cond[k], s, B, COND_DIM));
   }
-  free(sin);
-  free(sc);
   nn_var semb = nn_silu(c, emb); /* emb_layers.0 of every ResBlock, computed once */
 
   nn_var stack[64];
@@ -580,18 +574,16 @@ double unet_flops_forward(const unet *u, int B, int T, int H, int W, int L) {
 
 int unet_drop_context(float *context, const float *null_ctx, int B, int64_t LD, float p,
                       uint64_t *rng) {
+  uint8_t *keep = xmalloc((size_t)(B > 0 ? B : 1));
+  op_cond_drop_mask(keep, B, p, *rng);
+  *rng += 0x9E3779B97F4A7C15ull; /* the next call draws a fresh mask */
   int dropped = 0;
   for (int b = 0; b < B; b++) {
-    uint64_t z = (*rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    double u = (double)(z >> 11) * (1.0 / 9007199254740992.0);
-    if (u < p) {
-      if (null_ctx) memcpy(context + b * LD, null_ctx, (size_t)LD * sizeof(float));
-      else memset(context + b * LD, 0, (size_t)LD * sizeof(float));
-      dropped++;
-    }
+    if (keep[b]) continue;
+    if (null_ctx) memcpy(context + b * LD, null_ctx, (size_t)LD * sizeof(float));
+    else memset(context + b * LD, 0, (size_t)LD * sizeof(float));
+    dropped++;
   }
+  free(keep);
   return dropped;
 }
