@@ -262,6 +262,16 @@ static int step_done(catalogue *cat, sqlite3_stmt *s, const char *what) {
   return TB_OK;
 }
 
+/* Steps a lookup that returns at most one row: 1 with the row ready to read (the caller then
+ * resets the statement), 0 when there is none, TB_ERR on failure (both reset). */
+static int step_row(catalogue *cat, sqlite3_stmt *s, const char *what) {
+  int r = sqlite3_step(s);
+  if (r == SQLITE_ROW) return 1;
+  if (r != SQLITE_DONE) db_err(cat, what); /* before the reset, while the message is current */
+  sqlite3_reset(s);
+  return r == SQLITE_DONE ? 0 : TB_ERR;
+}
+
 /* Steps a statement that returns one integer (RETURNING id); *out gets it. */
 static int step_id(catalogue *cat, sqlite3_stmt *s, const char *what, int64_t *out) {
   int rc = sqlite3_step(s);
@@ -714,16 +724,8 @@ int catalogue_source_lookup(catalogue *cat, const char *path, catalogue_source *
   sqlite3_stmt *s = stmt(cat, ST_SOURCE_LOOKUP);
   if (!s) return TB_ERR;
   bind_text(s, 1, path);
-  int r = sqlite3_step(s);
-  if (r == SQLITE_DONE) {
-    sqlite3_reset(s);
-    return 0;
-  }
-  if (r != SQLITE_ROW) {
-    db_err(cat, "source lookup");
-    sqlite3_reset(s);
-    return TB_ERR;
-  }
+  int r = step_row(cat, s, "source lookup");
+  if (r != 1) return r;
   memset(out, 0, sizeof *out);
   out->id = sqlite3_column_int64(s, 0);
   out->path = col_strdup(s, 1);
@@ -816,16 +818,8 @@ int catalogue_clip_get(catalogue *cat, int64_t clip_id, catalogue_clip *out) {
   sqlite3_stmt *s = stmt(cat, ST_CLIP_GET);
   if (!s) return TB_ERR;
   sqlite3_bind_int64(s, 1, clip_id);
-  int r = sqlite3_step(s);
-  if (r == SQLITE_DONE) {
-    sqlite3_reset(s);
-    return 0;
-  }
-  if (r != SQLITE_ROW) {
-    db_err(cat, "clip get");
-    sqlite3_reset(s);
-    return TB_ERR;
-  }
+  int r = step_row(cat, s, "clip get");
+  if (r != 1) return r;
   memset(out, 0, sizeof *out);
   out->id = sqlite3_column_int64(s, 0);
   out->source_id = sqlite3_column_int64(s, 1);
@@ -984,16 +978,8 @@ int catalogue_dataset_lookup(catalogue *cat, const char *name, catalogue_dataset
   sqlite3_stmt *s = stmt(cat, ST_DATASET_LOOKUP);
   if (!s) return TB_ERR;
   bind_text(s, 1, name);
-  int r = sqlite3_step(s);
-  if (r == SQLITE_DONE) {
-    sqlite3_reset(s);
-    return 0;
-  }
-  if (r != SQLITE_ROW) {
-    db_err(cat, "dataset lookup");
-    sqlite3_reset(s);
-    return TB_ERR;
-  }
+  int r = step_row(cat, s, "dataset lookup");
+  if (r != 1) return r;
   memset(out, 0, sizeof *out);
   out->id = sqlite3_column_int64(s, 0);
   out->name = col_strdup(s, 1);
@@ -1141,16 +1127,8 @@ int catalogue_tensor_find(catalogue *cat, const char *kind, int64_t clip_id, int
   sqlite3_bind_int64(s, 3, dataset_id > 0 ? dataset_id : 0);
   sqlite3_bind_int64(s, 4, model_id);
   bind_text(s, 5, variant ? variant : "");
-  int r = sqlite3_step(s);
-  if (r == SQLITE_DONE) {
-    sqlite3_reset(s);
-    return 0;
-  }
-  if (r != SQLITE_ROW) {
-    db_err(cat, "tensor find");
-    sqlite3_reset(s);
-    return TB_ERR;
-  }
+  int r = step_row(cat, s, "tensor find");
+  if (r != 1) return r;
   catalogue_tensor t;
   memset(&t, 0, sizeof t);
   t.id = sqlite3_column_int64(s, 0);
@@ -1209,16 +1187,8 @@ int catalogue_model_lookup(catalogue *cat, const char *name, catalogue_model *ou
   sqlite3_stmt *s = stmt(cat, ST_MODEL_LOOKUP);
   if (!s) return TB_ERR;
   bind_text(s, 1, name);
-  int r = sqlite3_step(s);
-  if (r == SQLITE_DONE) {
-    sqlite3_reset(s);
-    return 0;
-  }
-  if (r != SQLITE_ROW) {
-    db_err(cat, "model lookup");
-    sqlite3_reset(s);
-    return TB_ERR;
-  }
+  int r = step_row(cat, s, "model lookup");
+  if (r != 1) return r;
   memset(out, 0, sizeof *out);
   out->id = sqlite3_column_int64(s, 0);
   out->name = col_strdup(s, 1);
@@ -1257,16 +1227,8 @@ int catalogue_checkpoint_latest(catalogue *cat, int64_t model_id, catalogue_chec
   sqlite3_stmt *s = stmt(cat, ST_CHECKPOINT_LATEST);
   if (!s) return TB_ERR;
   sqlite3_bind_int64(s, 1, model_id);
-  int r = sqlite3_step(s);
-  if (r == SQLITE_DONE) {
-    sqlite3_reset(s);
-    return 0;
-  }
-  if (r != SQLITE_ROW) {
-    db_err(cat, "checkpoint latest");
-    sqlite3_reset(s);
-    return TB_ERR;
-  }
+  int r = step_row(cat, s, "checkpoint latest");
+  if (r != 1) return r;
   memset(out, 0, sizeof *out);
   out->id = sqlite3_column_int64(s, 0);
   out->model_id = sqlite3_column_int64(s, 1);
