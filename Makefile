@@ -187,8 +187,8 @@ asan:
 
 # The compiled tests under valgrind (memcheck), in a build without CUDA (the CUDA runtime's
 # loader trips memcheck): errors and definite leaks fail the test. Forked helper processes are
-# not checked (--child-silent-after-fork); shell tests and the minutes-long learning test are
-# left to `make test` and `make asan`.
+# not checked (--child-silent-after-fork); shell tests, the learning test and test_unet's
+# finite-difference sweep are left to `make test` and `make asan`.
 VALGRIND_FILTER ?=
 valgrind:
 	$(MAKE) BUILD=build-valgrind BIN=build-valgrind/bin NO_CUDA=1 all

@@ -45,13 +45,7 @@ static double sgemm_gflops(int n_threads) {
 }
 
 int main(int argc, char **argv) {
-  /* OpenMP threads that spin after a parallel region steal the cores OpenBLAS's own threads
-   * need (two pools on two cores); a passive wait policy must be set before the OpenMP runtime
-   * starts, so the bench re-executes itself once with it. */
-  if (!getenv("OMP_WAIT_POLICY")) {
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv);
-  }
+  ops_exec_with_passive_wait(argv); /* before the OpenMP runtime starts */
   log_init("bench_unet");
   const char *be = getenv("TURBO_BENCH_BACKEND");
   if (be && !strcmp(be, "ref")) ops_backend_set(OPS_CPU_REF);

@@ -176,6 +176,13 @@ int ops_backend_register(ops_backend_id id, const ops_backend *table);
 /* Threads for the fast CPU backend: sets OpenMP and OpenBLAS together (n <= 0: all cores).
  * The fast backend never nests threaded BLAS inside an OpenMP region. */
 void ops_set_num_threads(int n);
+/* OpenMP threads that spin after a parallel region take the core OpenBLAS's own thread pool
+ * needs (two pools on few cores: a shared 2-core machine ran 2-50x slower). The wait policy must
+ * be set before the OpenMP runtime starts, so a program that trains calls this first in main():
+ * when OMP_WAIT_POLICY is unset it sets it to "passive" and re-executes itself once (with the
+ * same argv); otherwise, or if the exec fails, it returns. run.sh, tests/run.sh and
+ * bench/run.sh export the variable, so under them this does nothing. */
+void ops_exec_with_passive_wait(char **argv);
 int ops_get_num_threads(void);
 
 /* ---- GEMM ----------------------------------------------------------------------------------

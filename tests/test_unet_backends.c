@@ -171,13 +171,7 @@ static void compare(const char *label, const unet *u, const inputs *in, const re
 
 int main(int argc, char **argv) {
   (void)argc;
-  /* Threads that spin at the end of each parallel region take the core the other thread needs
-   * when the machine is shared (the fast runs went from 0.1 s to 5 s under a parallel build):
-   * the wait policy must be set before the OpenMP runtime starts, so re-execute once with it. */
-  if (!getenv("OMP_WAIT_POLICY")) {
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv);
-  }
+  ops_exec_with_passive_wait(argv); /* before the OpenMP runtime starts */
   test_begin("test_unet_backends");
   unet_config cfg = small_config();
   unet u;
