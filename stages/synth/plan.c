@@ -109,6 +109,14 @@ int synth_plan_clip(const synth_cfg *cfg, int index, clip_plan *p) {
     p->wm.alpha = round(range(w, 0.35, 0.55) * 1000) / 1000;
     p->wm.glyphs = 3 + scene_rng_int(w, 3);
     p->wm.glyph_seed = scene_rng_u64(w);
+    {
+      /* Fewer glyphs on a small block, so that every watermark carries text-like strokes (the
+       * renderer's cells need 2 strokes and a gap: 2*th + 1 + pad pixels; see render.c). */
+      int pad = p->wm.h / 5 > 1 ? p->wm.h / 5 : 1, th = p->wm.h / 8 > 1 ? p->wm.h / 8 : 1;
+      int fit = (p->wm.w - pad) / (2 * th + 1 + pad);
+      if (fit < 1) fit = 1;
+      if (p->wm.glyphs > fit) p->wm.glyphs = fit;
+    }
     int margin = (int)lround(0.03 * p->width);
     int right = p->wm.corner == WM_TOP_RIGHT || p->wm.corner == WM_BOTTOM_RIGHT;
     int bottom = p->wm.corner == WM_BOTTOM_LEFT || p->wm.corner == WM_BOTTOM_RIGHT;
