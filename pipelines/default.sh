@@ -17,6 +17,7 @@ pipeline_main() {
   pipeline_summary
   say "catalogue: $TURBO_WORKSPACE/catalogue.db   (./run.sh catalogue tables)"
   say "report:    $TURBO_WORKSPACE/reports/curate.html"
-  say "datasets:  $(TURBO_WORKSPACE=$TURBO_WORKSPACE "$TURBO_BIN/catalogue" --workspace "$TURBO_WORKSPACE" datasets 2>/dev/null | tail -n +2 | awk '{print $1}' | tr '\n' ' ')"
+  say "datasets:  $("$TURBO_BIN/catalogue" --workspace "$TURBO_WORKSPACE" --csv sql \
+    "SELECT name || ' (' || count(m.clip_id) || ' members)' FROM datasets d LEFT JOIN dataset_members m ON m.dataset_id = d.id GROUP BY d.id ORDER BY d.name" 2>/dev/null | tail -n +2 | tr '\n' ' ')"
   say "next stages (encode, motion, teacher, reward, student, sample, eval) are not built yet"
 }
