@@ -21,6 +21,11 @@ CUDA_ARCH ?= sm_90
 CC    ?= gcc
 
 .DEFAULT_GOAL := all
+# Build on every core unless the caller chose (-j on the command line wins).
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+  MAKEFLAGS += -j$(NPROC)
+endif
 NONBUILD_GOALS := clean help distclean
 ifeq ($(filter $(NONBUILD_GOALS),$(MAKECMDGOALS)),)
   DEPS_MSG := $(shell sh tools/ensure-deps.sh)
