@@ -34,6 +34,23 @@ static float *aligned_alloc_zero_f32(size_t n) {
   return aligned_alloc_zero(sizeof(float) * (n ? n : 1));
 }
 
+/* Grow-only scratch owned by the calling thread, 64-byte aligned, contents undefined: for
+ * buffers that are fully overwritten before they are read (im2col columns, dcol). Slot
+ * SCRATCH_COLS and SCRATCH_PARTIALS may be held together; never freed (reused by the next op,
+ * which saves the page faults of a fresh allocation per call). */
+enum { SCRATCH_COLS, SCRATCH_PARTIALS, SCRATCH_NSLOTS };
+static float *scratch_f32_slot(int slot, size_t n) {
+  static _Thread_local float *buf[SCRATCH_NSLOTS];
+  static _Thread_local size_t cap[SCRATCH_NSLOTS];
+  if (n > cap[slot]) {
+    aligned_free(buf[slot]);
+    buf[slot] = aligned_alloc_zero_f32(n);
+    cap[slot] = n;
+  }
+  return buf[slot];
+}
+static float *scratch_f32(size_t n) { return scratch_f32_slot(SCRATCH_COLS, n); }
+
 /* ---- threads -----------------------------------------------------------------------------------
  */
 
@@ -95,7 +112,12 @@ static void sgemm(int tA, int tB, int M, int N, int K, float alpha, const float 
 }
 
 /* Per-thread accumulation buffers for parameter gradients: `nt` blocks of n floats, zeroed. */
-static float *partials_new(int nt, size_t n) { return aligned_alloc_zero_f32((size_t)nt * n); }
+/* Zeroed per-chunk partial sums (nt, n) in scratch slot SCRATCH_PARTIALS: do not free. */
+static float *partials_new(int nt, size_t n) {
+  float *p = scratch_f32_slot(SCRATCH_PARTIALS, (size_t)nt * n);
+  memset(p, 0, sizeof(float) * (size_t)nt * n);
+  return p;
+}
 
 /* ---- GEMM, linear -----------------------------------------------------------------------------
  */
@@ -137,6 +159,32 @@ static void fast_linear_bwd(float *dinp, float *dweight, float *dbias, const flo
 // col (Cin*k*k, Ho*Wo) from one image x (Cin, H, W)
 static void im2col(float *col, const float *x, int Cin, int H, int W, int k, int stride, int pad,
                    int Ho, int Wo) {
+  if (stride == 1 && k == 3 && pad == 1) {  // the common case: Ho = H, Wo = W
+    for (int ci = 0; ci < Cin; ci++)
+      for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+          float *row = col + (((size_t)ci * 3 + ky) * 3 + kx) * H * W;
+          for (int oy = 0; oy < H; oy++) {
+            int y = oy - 1 + ky;
+            float *r = row + (size_t)oy * W;
+            if (y < 0 || y >= H) {
+              memset(r, 0, sizeof(float) * W);
+              continue;
+            }
+            const float *xr = x + ((size_t)ci * H + y) * W;
+            if (kx == 0) {
+              r[0] = 0.0f;
+              memcpy(r + 1, xr, sizeof(float) * (W - 1));
+            } else if (kx == 1) {
+              memcpy(r, xr, sizeof(float) * W);
+            } else {
+              memcpy(r, xr + 1, sizeof(float) * (W - 1));
+              r[W - 1] = 0.0f;
+            }
+          }
+        }
+    return;
+  }
   for (int ci = 0; ci < Cin; ci++)
     for (int ky = 0; ky < k; ky++)
       for (int kx = 0; kx < k; kx++) {
@@ -225,7 +273,7 @@ static void fast_conv2d_fwd(float *out, const float *inp, const float *weight, c
   size_t HWo = (size_t)Ho * Wo, K = (size_t)Cin * k * k;
   int direct = k == 1 && stride == 1 && pad == 0;  // a 1x1 conv reads the image as its columns
   int nt = cpu_fast_threads();
-  float *cols = direct ? NULL : aligned_alloc_zero_f32((size_t)nt * K * HWo);
+  float *cols = direct ? NULL : scratch_f32((size_t)nt * K * HWo);
   WORK_LOOP_BEGIN(N)
   float *col = direct ? NULL : cols + (size_t)tid * K * HWo;
   const float *x = inp + item * (size_t)Cin * H * W;
@@ -237,7 +285,6 @@ static void fast_conv2d_fwd(float *out, const float *inp, const float *weight, c
   sgemm(0, 0, Cout, (int)HWo, (int)K, 1.0f, weight, (int)K, direct ? x : col, (int)HWo,
         bias ? 1.0f : 0.0f, o, (int)HWo);
   WORK_LOOP_END
-  aligned_free(cols);
 }
 
 static void fast_conv2d_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -247,7 +294,7 @@ static void fast_conv2d_bwd(float *dinp, float *dweight, float *dbias, const flo
   size_t HWo = (size_t)Ho * Wo, K = (size_t)Cin * k * k, WN = (size_t)Cout * K;
   int direct = k == 1 && stride == 1 && pad == 0;
   int nt = cpu_fast_threads();
-  float *cols = direct ? NULL : aligned_alloc_zero_f32((size_t)nt * K * HWo * 2);
+  float *cols = direct ? NULL : scratch_f32((size_t)nt * K * HWo * 2);
   int nch = work_chunks(N);
   float *dw = dweight ? partials_new(nch, WN) : NULL;
   WORK_LOOP_BEGIN(N)
@@ -288,8 +335,6 @@ static void fast_conv2d_bwd(float *dinp, float *dweight, float *dbias, const flo
       dbias[co] += (float)s;
     }
   }
-  aligned_free(cols);
-  aligned_free(dw);
 }
 
 /* ---- temporal conv: per output frame, a sum of kt GEMMs ----------------------------------------
@@ -367,7 +412,6 @@ static void fast_tconv_bwd(float *dinp, float *dweight, float *dbias, const floa
     }
   }
   aligned_free(wr);
-  aligned_free(dw);
 }
 
 /* ---- conv3d on the video layout: per output frame, a sum over kt taps of im2col GEMMs
@@ -392,7 +436,7 @@ static void fast_conv3d_fwd(float *out, const float *inp, const float *weight, c
       Wo = conv_out(W, k, stride, pad);
   size_t HWo = (size_t)Ho * Wo, K = (size_t)Cin * k * k, frame = (size_t)Cin * H * W;
   float *wr = conv3d_weight_by_tap(weight, Cout, Cin, kt, k);
-  float *cols = aligned_alloc_zero_f32((size_t)cpu_fast_threads() * K * HWo);
+  float *cols = scratch_f32((size_t)cpu_fast_threads() * K * HWo);
   WORK_LOOP_BEGIN((int64_t)B * To)
   int b = (int)(item / To), to = (int)(item % To);
   float *col = cols + (size_t)tid * K * HWo, *o = out + item * (size_t)Cout * HWo;
@@ -406,7 +450,6 @@ static void fast_conv3d_fwd(float *out, const float *inp, const float *weight, c
           1.0f, o, (int)HWo);
   }
   WORK_LOOP_END
-  aligned_free(cols);
   aligned_free(wr);
 }
 
@@ -420,7 +463,7 @@ static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const flo
   size_t WN = (size_t)kt * Cout * K;
   int nt = cpu_fast_threads();
   float *wr = conv3d_weight_by_tap(weight, Cout, Cin, kt, k);
-  float *cols = aligned_alloc_zero_f32((size_t)nt * K * HWo);
+  float *cols = scratch_f32((size_t)nt * K * HWo);
   if (dinp) {  // over input frames: gather every (output frame, tap) that read frame t
     WORK_LOOP_BEGIN((int64_t)B * T)
     int b = (int)(item / T), t = (int)(item % T), any = 0;
@@ -461,7 +504,6 @@ static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const flo
               s += dw[(size_t)th * WN + ((size_t)j * Cout + co) * K + ci * kk + e];
             dweight[(((size_t)co * Cin + ci) * kt + j) * kk + e] += s;
           }
-    aligned_free(dw);
   }
   if (dbias) {
 #pragma omp parallel for schedule(static)
@@ -474,7 +516,6 @@ static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const flo
       dbias[co] += (float)s;
     }
   }
-  aligned_free(cols);
   aligned_free(wr);
 }
 
@@ -748,8 +789,8 @@ static void fast_attention_fwd(float *out, float *probs, const float *q, const f
   (void)tid;
   int b = (int)(item / H);
   float *P = probs + item * (size_t)Nq * Nk;
-  sgemm(0, 1, Nq, Nk, D, scale, q + item * (size_t)Nq * D, D, k + item * (size_t)Nk * D, D, 0.0f, P,
-        Nk);
+  const float *qi = q + item * (size_t)Nq * D, *ki = k + item * (size_t)Nk * D;
+  sgemm(0, 1, Nq, Nk, D, scale, qi, D, ki, D, 0.0f, P, Nk);
   size_t moff = mask ? (size_t)(mask->mb == 1 ? 0 : b) * Nq * Nk : 0;
   for (int i = 0; i < Nq; i++)
     fast_softmax_row(P + (size_t)i * Nk,
@@ -765,7 +806,7 @@ static void fast_attention_bwd(float *dq, float *dk, float *dv, const float *dou
                                const float *probs, int B, int H, int Nq, int Nk, int D,
                                float scale) {
   int nt = cpu_fast_threads();
-  float *bufs = aligned_alloc_zero_f32((size_t)nt * Nq * Nk);
+  float *bufs = scratch_f32((size_t)nt * Nq * Nk);  // fully overwritten per item
   WORK_LOOP_BEGIN((int64_t)B * H)
   float *dS = bufs + (size_t)tid * Nq * Nk;
   const float *P = probs + item * (size_t)Nq * Nk, *dO = dout + item * (size_t)Nq * D;
@@ -785,7 +826,6 @@ static void fast_attention_bwd(float *dq, float *dk, float *dv, const float *dou
   if (dq) sgemm(0, 0, Nq, D, Nk, scale, dS, Nk, kb, D, 1.0f, dq + item * (size_t)Nq * D, D);
   if (dk) sgemm(1, 0, Nk, D, Nq, scale, dS, Nk, qb, D, 1.0f, dk + item * (size_t)Nk * D, D);
   WORK_LOOP_END
-  aligned_free(bufs);
 }
 
 /* ---- layout
