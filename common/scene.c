@@ -10,6 +10,7 @@
 
 #include "common/fsutil.h"
 #include "common/log.h"
+#include "common/tensor.h"
 
 /* ---- names and palette -------------------------------------------------------------------- */
 
@@ -210,18 +211,13 @@ void scene_render(const scene *s, double t, uint8_t *rgb) {
 
 /* ---- random numbers ----------------------------------------------------------------------- */
 
-static uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
 
 void scene_rng_seed(scene_rng *r, uint64_t seed, uint64_t index, uint64_t stream) {
-  uint64_t x = mix64(seed + 0x9E3779B97F4A7C15ULL) ^ mix64(index * 0xD1B54A32D192ED03ULL + 1) ^
-               mix64(stream * 0x8CB92BA72F3D8DD7ULL + 2);
+  uint64_t x = hash_mix64(seed + 0x9E3779B97F4A7C15ULL) ^ hash_mix64(index * 0xD1B54A32D192ED03ULL + 1) ^
+               hash_mix64(stream * 0x8CB92BA72F3D8DD7ULL + 2);
   for (int k = 0; k < 4; k++) {
     x += 0x9E3779B97F4A7C15ULL;
-    r->s[k] = mix64(x);
+    r->s[k] = hash_mix64(x);
   }
 }
 

@@ -236,6 +236,12 @@ static void crc_table_init(void) {
   }
 }
 
+uint64_t hash_mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 uint32_t crc32_ieee(uint32_t crc, const void *data, size_t n) {
   pthread_once(&g_crc_once, crc_table_init);
   const uint32_t *table = g_crc_table;

@@ -82,6 +82,10 @@ tensor tensor_to_f32(const tensor *t);
 uint64_t checksum64(const void *data, size_t n);
 uint32_t crc32_ieee(uint32_t crc, const void *data, size_t n);
 
+/* The splitmix64 finaliser: a bijective 64-bit mix, the one every seeded draw and hash key in
+ * turbo goes through (so the CPU and the CUDA copy in kernels/cuda/misc_ops.cu agree). */
+uint64_t hash_mix64(uint64_t z);
+
 /* 1 if any element is NaN or ±Inf (floating dtypes only; integers never). */
 int tensor_has_nonfinite(const tensor *t);
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/tensor.h"
 #include "kernels/cpu/cpu_ops.h"
 
 static const ops_backend *g_tables[OPS_NBACKENDS] = {&ops_cpu_ref_table, &ops_cpu_fast_table, NULL};
@@ -397,10 +398,7 @@ void op_heads_merge_bwd(float *dinp, const float *dout, int B, int N, int H, int
 /* splitmix64 of (seed, index): a counter-based generator, so element i's draw does not depend on
  * the order or the thread that computes it; 24 high bits give a float in [0, 1). */
 float op_rand_uniform(uint64_t seed, uint64_t index) {
-  uint64_t z = seed * 0xD1B54A32D192ED03ull + (index + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
+  uint64_t z = hash_mix64(seed * 0xD1B54A32D192ED03ull + (index + 1) * 0x9E3779B97F4A7C15ull);
   return (float)(z >> 40) * (1.0f / 16777216.0f);
 }
 

@@ -490,10 +490,7 @@ nn_var nn_repeat_rows(nn_ctx *c, nn_var e, int64_t B, int64_t T, int64_t E) {
 /* Each dropout draws from its own stream: the context seed mixed with the op's counter, so a
  * recomputed block (same counter) replays its masks. */
 static uint64_t dropout_seed(uint64_t seed, uint64_t ctr) {
-  uint64_t z = seed ^ (ctr * 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  return hash_mix64(seed ^ (ctr * 0x9E3779B97F4A7C15ull));
 }
 
 nn_var nn_dropout(nn_ctx *c, nn_var x, float p) {

@@ -71,10 +71,7 @@ static void host_view_done(const nn_params *p, float *h, int store) {
 
 static double rng_uniform(uint64_t *s) {
   /* splitmix64 → [0, 1) with 53 bits */
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
+  uint64_t z = hash_mix64(*s += 0x9E3779B97F4A7C15ull);
   return (double)(z >> 11) * (1.0 / 9007199254740992.0);
 }
 

@@ -83,12 +83,7 @@ static void stat_col_free(stat_col *c) {
   free(c->vals);
 }
 
-static uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+static uint64_t mix64(uint64_t x) { return hash_mix64(x + 0x9E3779B97F4A7C15ull); }
 
 /* A stable key per clip (its source path and start time, hashed), so that a dataset's shuffle
  * and split depend on the recipe's seed and the data, never on the order in which scan workers
