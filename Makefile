@@ -10,11 +10,13 @@
 #   make fuzz        run the message fuzzer for FUZZ_SECONDS (default 60)
 #
 # Switches: NO_CUDA=1 (skip CUDA even when nvcc is found), BUILD=dir BIN=dir (separate trees),
-# SAN=1 (sanitizers), OPT=-O0 (debug), CUDA_ARCH=sm_90 (GPU architecture).
+# SAN=1 (sanitizers), OPT=-O0 (debug), ARCH= (CPU instruction set; default: this machine's,
+# -march=native, since turbo is built where it runs), CUDA_ARCH=sm_90 (GPU architecture).
 
 BUILD ?= build
 BIN   ?= bin
 OPT   ?= -O2
+ARCH  ?= $(shell $(or $(CC),cc) -march=native -E -x c /dev/null >/dev/null 2>&1 && echo -march=native)
 SAN   ?= 0
 NO_CUDA ?= 0
 CUDA_ARCH ?= sm_90
@@ -65,7 +67,7 @@ endif
 
 # --- flags --------------------------------------------------------------------
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
-CFLAGS  := -std=c11 $(OPT) -g $(WARN) -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(BLAS_CFLAGS) -MMD -MP -fno-strict-aliasing
+CFLAGS  := -std=c11 $(OPT) $(ARCH) -g $(WARN) -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(BLAS_CFLAGS) -MMD -MP -fno-strict-aliasing
 LDLIBS  := $(PKG_LIBS) $(BLAS_LIBS) -lm -lpthread
 ifeq ($(HAVE_OMP),1)
   CFLAGS += -fopenmp
@@ -193,10 +195,11 @@ asan:
 # The compiled tests under valgrind (memcheck), in a build without CUDA (the CUDA runtime's
 # loader trips memcheck): errors and definite leaks fail the test. Forked helper processes are
 # not checked (--child-silent-after-fork); shell tests, the learning test and test_unet's
-# finite-difference sweep are left to `make test` and `make asan`.
+# finite-difference sweep are left to `make test` and `make asan`. Built for AVX2 (x86-64-v3):
+# memcheck does not decode AVX-512.
 VALGRIND_FILTER ?=
 valgrind:
-	$(MAKE) BUILD=build-valgrind BIN=build-valgrind/bin NO_CUDA=1 all
+	$(MAKE) BUILD=build-valgrind BIN=build-valgrind/bin NO_CUDA=1 ARCH=-march=x86-64-v3 all
 	BUILD=build-valgrind BIN=build-valgrind/bin TURBO_VALGRIND=1 TURBO_TEST_TIMEOUT=1800 \
 	  TURBO_TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --child-silent-after-fork=yes" \
 	  sh tests/run.sh default $(VALGRIND_FILTER)

@@ -31,6 +31,9 @@ static double sgemm_gflops(int n_threads) {
   float *a = malloc((size_t)M * K * 4), *b = malloc((size_t)K * N * 4), *c = malloc((size_t)M * N * 4);
   test_fill_uniform(a, (int64_t)M * K, 1, -1, 1);
   test_fill_uniform(b, (int64_t)K * N, 2, -1, 1);
+  /* OpenBLAS's own threading, the way sgemm is usually run (the fast backend keeps BLAS on one
+   * thread and splits GEMMs over its OpenMP threads itself) */
+  openblas_set_num_threads(n_threads);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1, a, K, b, N, 0, c, N);
   int reps = 0;
   double t0 = time_now();
@@ -39,17 +42,27 @@ static double sgemm_gflops(int n_threads) {
     reps++;
   }
   double dt = time_now() - t0;
+  openblas_set_num_threads(1);
   free(a), free(b), free(c);
-  (void)n_threads;
   return 2.0 * M * N * K * reps / dt * 1e-9;
 }
 
 int main(int argc, char **argv) {
-  ops_exec_with_passive_wait(argv); /* before the OpenMP runtime starts */
   log_init("bench_unet");
   const char *be = getenv("TURBO_BENCH_BACKEND");
   if (be && !strcmp(be, "ref")) ops_backend_set(OPS_CPU_REF);
-  int iters = argc > 1 ? atoi(argv[1]) : 3;
+  int iters = 3;
+  if (argc > 1) {
+    char *end;
+    long v = strtol(argv[1], &end, 10);
+    if (*end || v < 1 || v > 1000) {
+      fprintf(stderr,
+              "usage: bench_unet [ITERATIONS]   (1..1000, default 3; TURBO_BENCH_THREADS=\"1 2\",\n"
+              "       TURBO_BENCH_BACKEND=ref, TURBO_OPS_PROFILE=1 for the time per op)\n");
+      return strcmp(argv[1], "--help") && strcmp(argv[1], "-h") ? 2 : 0;
+    }
+    iters = (int)v;
+  }
   const char *tl = getenv("TURBO_BENCH_THREADS") ? getenv("TURBO_BENCH_THREADS") : "1 2";
   unet_config cfg = unet_config_default();
   unet u;
@@ -96,6 +109,7 @@ int main(int argc, char **argv) {
       nn_backward(c, y, dy);
       double dt = time_now() - t0, dc = cpu_now() - c0;
       if (it > 0 && dt < best) best = dt, best_cpu = dc; /* the first pass sizes the arena */
+      if (it == 0) ops_profile_reset();
     }
     double sg = sgemm_gflops(nt), g = fl / best * 1e-9;
     char lab[32];
@@ -103,6 +117,10 @@ int main(int argc, char **argv) {
     printf("%-9s %11.1f %8.1f %13.2f %14.2f %7.2f %9.1f\n", lab, best * 1e3, best_cpu * 1e3, g, sg,
            g / sg, nn_ctx_bytes(c) / 1048576.0);
     fflush(stdout);
+    if (ops_profile_enabled()) { /* the row's timed passes, op by op (TURBO_OPS_PROFILE=1) */
+      ops_profile_report(stderr);
+      ops_profile_reset();
+    }
   }
   nn_ctx_free(c);
   unet_free(&u);

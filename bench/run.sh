@@ -5,9 +5,7 @@ BUILD=${BUILD:-build}
 BIN=${BIN:-bin}
 SUITE=${1:-cpu}
 FILTER=${2:-}
-# OpenMP and OpenBLAS keep separate thread pools; idle spinning in one starves the other.
-OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-export BUILD BIN OMP_WAIT_POLICY TURBO_NO_TTY=1
+export BUILD BIN TURBO_NO_TTY=1
 out="$BUILD/bench-out"
 mkdir -p "$out"
 status=0

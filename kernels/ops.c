@@ -3,12 +3,15 @@
  * head views are permutes expressed once here for every backend). */
 #include "kernels/ops.h"
 
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/tensor.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/device.h"
 
 static const ops_backend *g_tables[OPS_NBACKENDS] = {&ops_cpu_ref_table, &ops_cpu_fast_table, NULL};
 static ops_backend_id g_current = OPS_CPU_FAST;
@@ -39,19 +42,6 @@ int ops_backend_register(ops_backend_id id, const ops_backend *table) {
   return TB_OK;
 }
 
-void ops_exec_with_passive_wait(char **argv) {
-  if (getenv("OMP_WAIT_POLICY")) return;
-  setenv("OMP_WAIT_POLICY", "passive", 1);
-  /* The real path, not "/proc/self/exe" itself: under valgrind that names the tool, while
-   * readlink answers with the program's path. */
-  char exe[4096];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return;
-  exe[n] = 0;
-  execv(exe, argv);
-  log_warn("re-executing %s with OMP_WAIT_POLICY=passive failed; going on", exe);
-}
-
 void ops_set_num_threads(int n) {
   for (int i = 0; i < OPS_NBACKENDS; i++)
     if (g_tables[i] && g_tables[i]->set_num_threads) g_tables[i]->set_num_threads(n);
@@ -64,11 +54,107 @@ static void ops_unsupported(const char *op) {
                   ops_backend_name(g_current));
 }
 
-#define OPS_CALL(name, ...)                       \
-  do {                                            \
-    const ops_backend *be_ = g_tables[g_current]; \
-    if (!be_->name) ops_unsupported(#name);       \
-    be_->name(__VA_ARGS__);                       \
+/* ---- op profile ------------------------------------------------------------------------------ */
+
+enum { PROFILE_MAX_OPS = 128 };
+typedef struct {
+  const char *name;
+  int64_t calls;
+  double seconds;
+} profile_row;
+static int g_profile = -1; /* -1: environment not read yet */
+static profile_row g_prof[PROFILE_MAX_OPS];
+static int g_prof_n;
+static pthread_mutex_t g_prof_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void profile_atexit(void) { ops_profile_report(stderr); }
+
+static int profile_on(void) {
+  if (g_profile < 0) {
+    const char *e = getenv("TURBO_OPS_PROFILE");
+    ops_profile_enable(e && *e && strcmp(e, "0") != 0);
+  }
+  return g_profile;
+}
+
+void ops_profile_enable(int on) {
+  static int registered;
+  pthread_mutex_lock(&g_prof_lock);
+  g_profile = on ? 1 : 0;
+  if (on && !registered) registered = 1, atexit(profile_atexit);
+  pthread_mutex_unlock(&g_prof_lock);
+}
+
+int ops_profile_enabled(void) { return profile_on(); }
+
+void ops_profile_reset(void) {
+  pthread_mutex_lock(&g_prof_lock);
+  for (int i = 0; i < g_prof_n; i++) g_prof[i].calls = 0, g_prof[i].seconds = 0;
+  pthread_mutex_unlock(&g_prof_lock);
+}
+
+/* the row of one call site's op, found once per site */
+static int profile_slot(const char *name) {
+  pthread_mutex_lock(&g_prof_lock);
+  int i = 0;
+  while (i < g_prof_n && strcmp(g_prof[i].name, name) != 0) i++;
+  if (i == g_prof_n && g_prof_n < PROFILE_MAX_OPS) g_prof[g_prof_n++].name = name;
+  pthread_mutex_unlock(&g_prof_lock);
+  return i < PROFILE_MAX_OPS ? i : -1;
+}
+
+static double profile_begin(void) {
+  if (g_tables[g_current]->mem_alloc) device_sync();
+  return time_now();
+}
+
+static void profile_end(int *slot, const char *name, double t0) {
+  if (g_tables[g_current]->mem_alloc) device_sync();
+  double dt = time_now() - t0;
+  if (*slot < 0) *slot = profile_slot(name);
+  if (*slot < 0) return;
+  pthread_mutex_lock(&g_prof_lock);
+  g_prof[*slot].calls++;
+  g_prof[*slot].seconds += dt;
+  pthread_mutex_unlock(&g_prof_lock);
+}
+
+static int profile_cmp(const void *a, const void *b) {
+  double x = ((const profile_row *)a)->seconds, y = ((const profile_row *)b)->seconds;
+  return (x < y) - (x > y);
+}
+
+void ops_profile_report(FILE *f) {
+  pthread_mutex_lock(&g_prof_lock);
+  profile_row rows[PROFILE_MAX_OPS];
+  int n = 0;
+  double total = 0;
+  for (int i = 0; i < g_prof_n; i++)
+    if (g_prof[i].calls) rows[n++] = g_prof[i], total += g_prof[i].seconds;
+  pthread_mutex_unlock(&g_prof_lock);
+  if (n == 0) return;
+  qsort(rows, (size_t)n, sizeof rows[0], profile_cmp);
+  fprintf(f, "op profile (%s backend): %.1f ms in op_ calls\n", ops_backend_name(g_current),
+          total * 1e3);
+  fprintf(f, "  %-28s %10s %12s %10s %7s\n", "op", "calls", "total ms", "us/call", "share");
+  for (int i = 0; i < n; i++)
+    fprintf(f, "  %-28s %10lld %12.2f %10.1f %6.1f%%\n", rows[i].name, (long long)rows[i].calls,
+            rows[i].seconds * 1e3, rows[i].seconds * 1e6 / (double)rows[i].calls,
+            total > 0 ? 100.0 * rows[i].seconds / total : 0.0);
+}
+
+#define OPS_CALL(name, ...)                                   \
+  do {                                                        \
+    const ops_backend *be_ = g_tables[g_current];             \
+    if (!be_->name) ops_unsupported(#name);                   \
+    if (__builtin_expect(g_profile != 0, 0) && profile_on()) { \
+      static int slot_ = -1;                                  \
+      double t0_ = profile_begin();                           \
+      be_->name(__VA_ARGS__);                                 \
+      profile_end(&slot_, #name, t0_);                        \
+    } else {                                                  \
+      be_->name(__VA_ARGS__);                                 \
+    }                                                         \
   } while (0)
 
 /* ---- forwarding ------------------------------------------------------------------------------ */

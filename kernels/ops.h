@@ -28,6 +28,7 @@
 #define TURBO_OPS_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -173,17 +174,23 @@ ops_backend_id ops_backend_current(void);
 const char *ops_backend_name(ops_backend_id id);
 /* The CUDA code registers its table here at its initialisation. TB_ERR on a bad id. */
 int ops_backend_register(ops_backend_id id, const ops_backend *table);
-/* Threads for the fast CPU backend: sets OpenMP and OpenBLAS together (n <= 0: all cores).
- * The fast backend never nests threaded BLAS inside an OpenMP region. */
+/* Threads for the fast CPU backend (n <= 0: all cores). The backend has one thread pool,
+ * OpenMP's: OpenBLAS is kept on the calling thread and large GEMMs are split over the OpenMP
+ * threads by the backend itself, so two pools never spin against each other. Leave
+ * OMP_WAIT_POLICY unset (libgomp spins briefly, then sleeps): "passive" makes every parallel
+ * region wake its threads through the kernel, 50-90 us a region on a 2-core VM against ~1.5 us. */
 void ops_set_num_threads(int n);
-/* OpenMP threads that spin after a parallel region take the core OpenBLAS's own thread pool
- * needs (two pools on few cores: a shared 2-core machine ran 2-50x slower). The wait policy must
- * be set before the OpenMP runtime starts, so a program that trains calls this first in main():
- * when OMP_WAIT_POLICY is unset it sets it to "passive" and re-executes itself once (with the
- * same argv); otherwise, or if the exec fails, it returns. run.sh, tests/run.sh and
- * bench/run.sh export the variable, so under them this does nothing. */
-void ops_exec_with_passive_wait(char **argv);
 int ops_get_num_threads(void);
+
+/* Op profile: with TURBO_OPS_PROFILE=1 in the environment (or ops_profile_enable(1)), every
+ * op_ call is timed (wall clock around the backend entry; on a device backend the device is
+ * synchronised before and after, so the figure is the op's own time) and the totals per op are
+ * printed to stderr at exit, largest first, with calls and share. ops_profile_report writes the
+ * table now; ops_profile_reset clears it. Off, the cost is one branch per call. */
+void ops_profile_enable(int on);
+int ops_profile_enabled(void);
+void ops_profile_reset(void);
+void ops_profile_report(FILE *f);
 
 /* ---- GEMM ----------------------------------------------------------------------------------
  * Cm (M, N) = alpha * op(A) · op(Bm) + beta * Cm, row-major. op(A) is (M, K): A is stored (M, K)

@@ -10,9 +10,6 @@
 : "${TURBO_BIN:=bin}"
 : "${TURBO_READY_TIMEOUT:=30}"
 export TURBO_WORKSPACE
-# OpenMP and OpenBLAS keep separate thread pools; spinning idle threads of one starve the other.
-: "${OMP_WAIT_POLICY:=passive}"
-export OMP_WAIT_POLICY
 TURBO_SERVICE_PIDS=""
 TURBO_PIPELINE_STEPS=""
 

@@ -12,9 +12,7 @@ FILTER=${2:-}
 TIMEOUT=${TURBO_TEST_TIMEOUT:-900}
 # TURBO_TEST_WRAPPER runs each compiled test under a tool, e.g. "valgrind --error-exitcode=1".
 TURBO_TEST_WRAPPER=${TURBO_TEST_WRAPPER:-}
-# OpenMP and OpenBLAS keep separate thread pools; idle spinning in one starves the other.
-OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-export BUILD BIN OMP_WAIT_POLICY
+export BUILD BIN
 export TURBO_NO_TTY=1
 out="$BUILD/test-out"
 mkdir -p "$out"

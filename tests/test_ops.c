@@ -431,9 +431,11 @@ static int gn_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
                     d[1], d[2], d[3], d[4]);
   return 1;
 }
-static void case_groupnorm(int N, int T, int C, int S, int G) {
-  opcase c = {.name = "groupnorm",
-              .nin = 3,
+/* affine 0: no weight or bias (NULL); offset: the inputs' mean, to check that the statistics
+ * do not cancel when the mean is large against the spread */
+static void case_groupnorm_x(int N, int T, int C, int S, int G, int affine, float offset) {
+  opcase c = {.name = affine ? "groupnorm" : "groupnorm (no affine)",
+              .nin = affine ? 3 : 1,
               .nout = 1,
               .fwd = gn_fwd,
               .bwd = gn_bwd,
@@ -441,14 +443,19 @@ static void case_groupnorm(int N, int T, int C, int S, int G) {
               .tol = 3e-3};
   int d[5] = {N, T, C, S, G};
   memcpy(c.d, d, sizeof d);
-  c.in[0] = rnd(c.nin_el[0] = (int64_t)N * T * C * S, -2, 3);
-  c.in[1] = rnd(c.nin_el[1] = C, 0.5f, 1.5f);
-  c.in[2] = rnd(c.nin_el[2] = C, -1, 1);
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)N * T * C * S, offset - 2, offset + 3);
+  if (affine) {
+    c.in[1] = rnd(c.nin_el[1] = C, 0.5f, 1.5f);
+    c.in[2] = rnd(c.nin_el[2] = C, -1, 1);
+  }
   c.grad_in[0] = c.grad_in[1] = c.grad_in[2] = 1;
   c.out[0] = zeros(c.nout_el[0] = c.nin_el[0]);
   c.aux = zeros(c.aux_n = 2 * N * G);
   c.aux_kind = AUX_F32;
   run_case(&c);
+}
+static void case_groupnorm(int N, int T, int C, int S, int G) {
+  case_groupnorm_x(N, T, C, S, G, 1, 0.0f);
 }
 
 static int ln_fwd(const ops_backend *be, opcase *c) {
@@ -466,24 +473,27 @@ static int ln_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
                     c->d[1]);
   return 1;
 }
-static void case_layernorm(int N, int C) {
-  opcase c = {.name = "layernorm",
-              .nin = 3,
+static void case_layernorm_x(int N, int C, int affine, float offset) {
+  opcase c = {.name = affine ? "layernorm" : "layernorm (no affine)",
+              .nin = affine ? 3 : 1,
               .nout = 1,
               .fwd = ln_fwd,
               .bwd = ln_bwd,
               .h = 1e-2f,
               .tol = 3e-3};
   c.d[0] = N, c.d[1] = C;
-  c.in[0] = rnd(c.nin_el[0] = (int64_t)N * C, -2, 3);
-  c.in[1] = rnd(c.nin_el[1] = C, 0.5f, 1.5f);
-  c.in[2] = rnd(c.nin_el[2] = C, -1, 1);
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)N * C, offset - 2, offset + 3);
+  if (affine) {
+    c.in[1] = rnd(c.nin_el[1] = C, 0.5f, 1.5f);
+    c.in[2] = rnd(c.nin_el[2] = C, -1, 1);
+  }
   c.grad_in[0] = c.grad_in[1] = c.grad_in[2] = 1;
   c.out[0] = zeros(c.nout_el[0] = c.nin_el[0]);
   c.aux = zeros(c.aux_n = 2 * N);
   c.aux_kind = AUX_F32;
   run_case(&c);
 }
+static void case_layernorm(int N, int C) { case_layernorm_x(N, C, 1, 0.0f); }
 
 /* element-wise unary ops, by index */
 static int act_fwd(const ops_backend *be, opcase *c) {
@@ -1044,6 +1054,10 @@ int main(void) {
     case_groupnorm(2, 3, 8, 5, 4);
     case_groupnorm(3, 1, 5, 9, 5);  // one channel per group
     case_layernorm(5, 13);
+    case_layernorm_x(4, 37, 0, 0.0f);
+    case_layernorm_x(3, 40, 1, 100.0f);
+    case_groupnorm_x(2, 3, 8, 5, 4, 0, 0.0f);
+    case_groupnorm_x(2, 2, 6, 9, 3, 1, 100.0f);
     case_act("silu", 0, 7, 13);
     case_act("gelu_tanh", 1, 7, 13);
     case_act("gelu_erf", 2, 7, 13);

@@ -11,11 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-#include <omp.h>
-
 #include "common/log.h"
 #include "kernels/nn.h"
+#include "kernels/ops.h"
 #include "tests/testutil.h"
 
 enum { B = 2, T = 3, H = 8, W = 8, L = 3 };
@@ -120,8 +118,7 @@ static double max_abs(const float *a, int64_t n) {
 int main(void) {
   test_begin("test_unet");
   /* tiny shapes: threads only add overhead (and the machine is shared) */
-  omp_set_num_threads(1);
-  openblas_set_num_threads(1);
+  ops_set_num_threads(1);
   fixture f;
   memset(&f, 0, sizeof f);
   unet_config cfg = tiny_config();

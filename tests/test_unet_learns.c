@@ -14,12 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-#include <omp.h>
-
 #include "common/image.h"
 #include "common/log.h"
 #include "kernels/nn.h"
+#include "kernels/ops.h"
 #include "tests/testutil.h"
 
 #ifndef LEARN_STEPS
@@ -108,8 +106,7 @@ int main(void) {
   test_begin(LEARN_NAME);
   /* one thread: on a shared 2-core machine the extra threads mostly wait for each other */
   int nt = getenv("TURBO_LEARN_THREADS") ? atoi(getenv("TURBO_LEARN_THREADS")) : 1;
-  omp_set_num_threads(nt);
-  openblas_set_num_threads(nt);
+  ops_set_num_threads(nt);
   double budget = getenv("TURBO_LEARN_SECONDS") ? atof(getenv("TURBO_LEARN_SECONDS")) : LEARN_SECONDS;
   int max_steps = getenv("TURBO_LEARN_STEPS") ? atoi(getenv("TURBO_LEARN_STEPS")) : LEARN_STEPS;
   double ab = 1;

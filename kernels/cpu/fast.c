@@ -1,11 +1,11 @@
 /* kernels/cpu/fast.c — the fast CPU backend: OpenBLAS sgemm for every contraction, OpenMP for
  * the rest. Entries where the reference is already memory-bound and cheap reuse it.
  *
- * Threads: one setting drives both OpenMP and OpenBLAS (the pthread build keeps its own pool).
- * Work that splits into many independent GEMMs (images of a conv, (b, h) pairs of attention,
- * frames of the temporal conv) runs an OpenMP loop with OpenBLAS switched to one thread for its
- * duration, so the pools never nest; a single big GEMM (linear, matmul, a conv with fewer images
- * than threads) runs serially with threaded OpenBLAS instead.
+ * Threads: one pool, OpenMP's. OpenBLAS always runs on the calling thread (its own pthread pool
+ * stays idle: two pools on few cores spin against each other). Work that splits into many
+ * independent GEMMs (images of a conv, (b, h) pairs of attention, frames of the temporal conv)
+ * runs an OpenMP loop of single-threaded GEMMs; a single big GEMM (linear, matmul) is split over
+ * the threads along its larger output dimension (sgemm below).
  * Determinism: parameter-gradient sums that cross loop iterations go to per-thread buffers
  * over a static partition and are added in thread order, so a fixed thread count gives the same
  * bits every run.
@@ -13,6 +13,7 @@
 #include "kernels/cpu/cpu_ops.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -65,14 +66,6 @@ int cpu_fast_threads(void) {
 #endif
 }
 
-static void blas_set_threads(int n) {
-#if defined(TURBO_HAVE_BLAS)
-  openblas_set_num_threads(n);
-#else
-  (void)n;
-#endif
-}
-
 static void fast_set_num_threads(int n) {
 #ifdef _OPENMP
   if (n <= 0) n = omp_get_num_procs();
@@ -81,22 +74,23 @@ static void fast_set_num_threads(int n) {
   n = 1;
 #endif
   g_nthreads = n;
-  blas_set_threads(n);
 }
 
-/* Around an OpenMP loop whose body calls sgemm: BLAS single-threaded inside. */
-static void blas_serial_begin(void) {
-  if (cpu_fast_threads() > 1) blas_set_threads(1);
-}
-static void blas_serial_end(void) {
-  if (cpu_fast_threads() > 1) blas_set_threads(cpu_fast_threads());
-}
-
-/* Row-major sgemm with leading dimensions: C (M, N) = alpha op(A) op(B) + beta C. */
-static void sgemm(int tA, int tB, int M, int N, int K, float alpha, const float *A, int lda,
-                  const float *B, int ldb, float beta, float *C, int ldc) {
-  if (M == 0 || N == 0) return;
+/* Row-major sgemm with leading dimensions: C (M, N) = alpha op(A) op(B) + beta C. BLAS itself
+ * always runs on the calling thread: one thread pool (OpenMP's) for the whole backend, so no
+ * pool ever spins on a core the other needs. A GEMM called outside a parallel region with enough
+ * work is split over the OpenMP threads along its larger output dimension; each output element
+ * is still computed by one call with the same K order, so the bits do not depend on the split. */
 #if defined(TURBO_HAVE_BLAS)
+static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
+static void blas_single_thread(void) { openblas_set_num_threads(1); }
+#endif
+
+static void sgemm_serial(int tA, int tB, int M, int N, int K, float alpha, const float *A,
+                         int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+#if defined(TURBO_HAVE_BLAS)
+  pthread_once(&g_blas_once, blas_single_thread);
   cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, M, N,
               K, alpha, A, lda, B, ldb, beta, C, ldc);
 #else
@@ -109,6 +103,40 @@ static void sgemm(int tA, int tB, int M, int N, int K, float alpha, const float 
       C[(size_t)i * ldc + j] = alpha * s + (beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j]);
     }
 #endif
+}
+
+static int in_parallel(void) {
+#ifdef _OPENMP
+  return omp_in_parallel();
+#else
+  return 1;
+#endif
+}
+
+enum { GEMM_SPLIT_MIN_FLOPS = 1 << 20, GEMM_SPLIT_ALIGN = 16 };
+
+static void sgemm(int tA, int tB, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc) {
+  int nt = cpu_fast_threads();
+  int by_rows = M >= N, extent = by_rows ? M : N;
+  int parts = extent / GEMM_SPLIT_ALIGN < nt ? extent / GEMM_SPLIT_ALIGN : nt;
+  if (parts < 2 || in_parallel() || 2.0 * M * N * K < (double)GEMM_SPLIT_MIN_FLOPS * nt) {
+    sgemm_serial(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  int blocks = (extent + GEMM_SPLIT_ALIGN - 1) / GEMM_SPLIT_ALIGN;
+#pragma omp parallel for schedule(static) num_threads(parts)
+  for (int p = 0; p < parts; p++) {
+    int lo = (int)((int64_t)blocks * p / parts) * GEMM_SPLIT_ALIGN;
+    int hi = (int)((int64_t)blocks * (p + 1) / parts) * GEMM_SPLIT_ALIGN;
+    if (hi > extent) hi = extent;
+    if (by_rows)
+      sgemm_serial(tA, tB, hi - lo, N, K, alpha, tA ? A + lo : A + (size_t)lo * lda, lda, B, ldb,
+                   beta, C + (size_t)lo * ldc, ldc);
+    else
+      sgemm_serial(tA, tB, M, hi - lo, K, alpha, A, lda, tB ? B + (size_t)lo * ldb : B + lo, ldb,
+                   beta, C + lo, ldc);
+  }
 }
 
 /* Per-thread accumulation buffers for parameter gradients: `nt` blocks of n floats, zeroed. */
@@ -246,7 +274,6 @@ static int work_chunks(int64_t n) {
   {                                                                                  \
     int64_t n_ = (n);                                                                \
     int nt_ = work_threads(n_), nch_ = work_chunks(n_), par_ = nt_ > 1;              \
-    if (par_) blas_serial_begin();                                                   \
     _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nt_) if (par_)")      \
     for (int chunk = 0; chunk < nch_; chunk++) {                                     \
       int tid = WORK_TID;                                                            \
@@ -257,7 +284,6 @@ static int work_chunks(int64_t n) {
 #define WORK_LOOP_END          \
   }                            \
   }                            \
-  if (par_) blas_serial_end(); \
   }
 #ifdef _OPENMP
 #define WORK_TID omp_get_thread_num()
@@ -522,16 +548,74 @@ static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const flo
 /* ---- normalisation -----------------------------------------------------------------------------
  */
 
+/* The fast path works in float lanes that vectorise, over runs of at most NORM_BLOCK values,
+ * and adds the runs in double: the statistics are shifted by the group's first value (so the
+ * one-pass variance does not cancel when the mean is large against the spread), and the input
+ * gradient is one fused multiply-add per element with per-channel coefficients. */
+enum { NORM_BLOCK = 1024 };
+
+/* s1 += sum(x - k), s2 += sum((x - k)^2) over n values */
+static inline void run_sum2(const float *x, int64_t n, float k, double *s1, double *s2) {
+  for (int64_t i0 = 0; i0 < n; i0 += NORM_BLOCK) {
+    int64_t m = n - i0 < NORM_BLOCK ? n - i0 : NORM_BLOCK;
+    float a = 0.0f, b = 0.0f;
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t i = 0; i < m; i++) {
+      float d = x[i0 + i] - k;
+      a += d;
+      b += d * d;
+    }
+    *s1 += a, *s2 += b;
+  }
+}
+
+/* sd += sum(d), sdx += sum(d * (x - mu)) over n values */
+static inline void run_dot2(const float *d, const float *x, int64_t n, float mu, double *sd,
+                            double *sdx) {
+  for (int64_t i0 = 0; i0 < n; i0 += NORM_BLOCK) {
+    int64_t m = n - i0 < NORM_BLOCK ? n - i0 : NORM_BLOCK;
+    float a = 0.0f, b = 0.0f;
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t i = 0; i < m; i++) {
+      a += d[i0 + i];
+      b += d[i0 + i] * (x[i0 + i] - mu);
+    }
+    *sd += a, *sdx += b;
+  }
+}
+
+/* mean and 1/sqrt(var + eps) from shifted sums over cnt values */
+static void norm_stats(double s1, double s2, int64_t cnt, float k, float eps, float *mean,
+                       float *rstd) {
+  double m1 = s1 / (double)cnt, var = s2 / (double)cnt - m1 * m1;
+  *mean = (float)(k + m1);
+  *rstd = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + (double)eps));
+}
+
 static void fast_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp,
                                const float *weight, const float *bias, int N, int T, int C, int S,
                                int G, float eps) {
   int Cg = C / G;
-  size_t per = (size_t)T * C * S;
-#pragma omp parallel for schedule(static)
+  size_t per = (size_t)T * C * S, run = (size_t)Cg * S;
+#pragma omp parallel for schedule(static) if ((int64_t)N * per > 32768)
   for (int ng = 0; ng < N * G; ng++) {
-    int n = ng / G, g = ng % G;
-    cpu_gn_group_fwd(out + n * per, &mean[ng], &rstd[ng], inp + n * per, weight, bias, T, C, S,
-                     g * Cg, Cg, eps);
+    int n = ng / G, c0 = (ng % G) * Cg;
+    const float *x = inp + n * per + (size_t)c0 * S;
+    float *o = out + n * per + (size_t)c0 * S;
+    double s1 = 0.0, s2 = 0.0;
+    float k = x[0];
+    for (int t = 0; t < T; t++) run_sum2(x + (size_t)t * C * S, (int64_t)run, k, &s1, &s2);
+    float mu, rs;
+    norm_stats(s1, s2, (int64_t)T * run, k, eps, &mu, &rs);
+    mean[ng] = mu, rstd[ng] = rs;
+    for (int t = 0; t < T; t++)
+      for (int c = 0; c < Cg; c++) {
+        const float *xr = x + ((size_t)t * C + c) * S;
+        float *orow = o + ((size_t)t * C + c) * S;
+        float a = rs * (weight ? weight[c0 + c] : 1.0f), b = bias ? bias[c0 + c] : 0.0f;
+#pragma omp simd
+        for (int i = 0; i < S; i++) orow[i] = (xr[i] - mu) * a + b;
+      }
   }
 }
 
@@ -540,42 +624,71 @@ static void fast_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const 
                                const float *weight, int N, int T, int C, int S, int G) {
   int Cg = C / G;
   size_t per = (size_t)T * C * S;
-  if (dinp) {
-#pragma omp parallel for schedule(static)
-    for (int ng = 0; ng < N * G; ng++) {
-      int n = ng / G, g = ng % G;
-      cpu_gn_group_bwd_input(dinp + n * per, dout + n * per, inp + n * per, mean[ng], rstd[ng],
-                             weight, T, C, S, g * Cg, Cg);
-    }
+  /* per (n, t, c): sum(d) and sum(d (x - mean)), for both the input and parameter gradients */
+  double *rs1 = xmalloc(sizeof(double) * 2 * (size_t)N * T * C), *rs2 = rs1 + (size_t)N * T * C;
+#pragma omp parallel for schedule(static) if ((int64_t)N * per > 32768)
+  for (int ng = 0; ng < N * G; ng++) {
+    int n = ng / G, c0 = (ng % G) * Cg;
+    float mu = mean[ng], rs = rstd[ng];
+    double sg = 0.0, sgx = 0.0;
+    for (int t = 0; t < T; t++)
+      for (int c = c0; c < c0 + Cg; c++) {
+        size_t off = n * per + ((size_t)t * C + c) * S, r = ((size_t)n * T + t) * C + c;
+        double sd = 0.0, sdx = 0.0;
+        run_dot2(dout + off, inp + off, S, mu, &sd, &sdx);
+        rs1[r] = sd, rs2[r] = sdx;
+        double w = weight ? weight[c] : 1.0;
+        sg += w * sd, sgx += w * sdx * rs;
+      }
+    if (!dinp) continue;
+    int64_t cnt = (int64_t)T * Cg * S;
+    float mg = (float)(sg / (double)cnt), mgx = (float)(sgx / (double)cnt);
+    for (int t = 0; t < T; t++)
+      for (int c = c0; c < c0 + Cg; c++) {
+        size_t off = n * per + ((size_t)t * C + c) * S;
+        const float *d = dout + off, *x = inp + off;
+        float *dx = dinp + off;
+        /* rstd (w d - mg - xhat mgx) */
+        float a = rs * (weight ? weight[c] : 1.0f), bx = -rs * rs * mgx, c1 = -rs * mg;
+#pragma omp simd
+        for (int i = 0; i < S; i++) dx[i] += a * d[i] + bx * (x[i] - mu) + c1;
+      }
   }
   if (dweight || dbias) {
-#pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
       double sw = 0.0, sb = 0.0;
-      int g = c / Cg;
-      for (int n = 0; n < N; n++) {
-        double mu = mean[n * G + g], rs = rstd[n * G + g];
+      for (int n = 0; n < N; n++)
         for (int t = 0; t < T; t++) {
-          const float *d = dout + n * per + ((size_t)t * C + c) * S;
-          const float *x = inp + n * per + ((size_t)t * C + c) * S;
-          for (int i = 0; i < S; i++) {
-            sb += d[i];
-            sw += (double)d[i] * ((x[i] - mu) * rs);
-          }
+          size_t r = ((size_t)n * T + t) * C + c;
+          sb += rs1[r];
+          sw += rs2[r] * rstd[n * G + c / Cg];
         }
-      }
       if (dweight) dweight[c] += (float)sw;
       if (dbias) dbias[c] += (float)sb;
     }
   }
+  free(rs1);
 }
 
 static void fast_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,
                                const float *weight, const float *bias, int N, int C, float eps) {
 #pragma omp parallel for schedule(static) if ((int64_t)N * C > 16384)
-  for (int n = 0; n < N; n++)
-    cpu_ln_row_fwd(out + (size_t)n * C, &mean[n], &rstd[n], inp + (size_t)n * C, weight, bias, C,
-                   eps);
+  for (int n = 0; n < N; n++) {
+    const float *x = inp + (size_t)n * C;
+    float *o = out + (size_t)n * C;
+    double s1 = 0.0, s2 = 0.0;
+    run_sum2(x, C, x[0], &s1, &s2);
+    float mu, rs;
+    norm_stats(s1, s2, C, x[0], eps, &mu, &rs);
+    mean[n] = mu, rstd[n] = rs;
+    if (weight && bias) {
+#pragma omp simd
+      for (int c = 0; c < C; c++) o[c] = (x[c] - mu) * rs * weight[c] + bias[c];
+    } else {
+      for (int c = 0; c < C; c++)
+        o[c] = (x[c] - mu) * rs * (weight ? weight[c] : 1.0f) + (bias ? bias[c] : 0.0f);
+    }
+  }
 }
 
 static void fast_layernorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -583,21 +696,46 @@ static void fast_layernorm_bwd(float *dinp, float *dweight, float *dbias, const 
                                const float *weight, int N, int C) {
   if (dinp) {
 #pragma omp parallel for schedule(static) if ((int64_t)N * C > 16384)
-    for (int n = 0; n < N; n++)
-      cpu_ln_row_bwd_input(dinp + (size_t)n * C, dout + (size_t)n * C, inp + (size_t)n * C, mean[n],
-                           rstd[n], weight, C);
+    for (int n = 0; n < N; n++) {
+      const float *d = dout + (size_t)n * C, *x = inp + (size_t)n * C;
+      float *dx = dinp + (size_t)n * C, mu = mean[n], rs = rstd[n];
+      float sg = 0.0f, sgx = 0.0f;
+      if (weight) {
+#pragma omp simd reduction(+ : sg, sgx)
+        for (int c = 0; c < C; c++) {
+          float g = d[c] * weight[c];
+          sg += g, sgx += g * (x[c] - mu);
+        }
+      } else {
+#pragma omp simd reduction(+ : sg, sgx)
+        for (int c = 0; c < C; c++) sg += d[c], sgx += d[c] * (x[c] - mu);
+      }
+      float mg = sg / (float)C, mgx = sgx * rs / (float)C, bx = -rs * rs * mgx, c1 = -rs * mg;
+      if (weight) {
+#pragma omp simd
+        for (int c = 0; c < C; c++) dx[c] += rs * weight[c] * d[c] + bx * (x[c] - mu) + c1;
+      } else {
+#pragma omp simd
+        for (int c = 0; c < C; c++) dx[c] += rs * d[c] + bx * (x[c] - mu) + c1;
+      }
+    }
   }
   if (dweight || dbias) {
+    /* blocks of channels over all rows: contiguous reads, one thread per block, fixed order */
+    enum { CB = 16 };
 #pragma omp parallel for schedule(static) if ((int64_t)N * C > 16384)
-    for (int c = 0; c < C; c++) {
-      double sw = 0.0, sb = 0.0;
+    for (int c0 = 0; c0 < C; c0 += CB) {
+      int m = C - c0 < CB ? C - c0 : CB;
+      double sw[CB] = {0}, sb[CB] = {0};
       for (int n = 0; n < N; n++) {
-        double d = dout[(size_t)n * C + c];
-        sb += d;
-        sw += d * ((inp[(size_t)n * C + c] - (double)mean[n]) * rstd[n]);
+        const float *d = dout + (size_t)n * C + c0, *x = inp + (size_t)n * C + c0;
+        float mu = mean[n], rs = rstd[n];
+        for (int j = 0; j < m; j++) sb[j] += d[j], sw[j] += (double)d[j] * ((x[j] - mu) * rs);
       }
-      if (dweight) dweight[c] += (float)sw;
-      if (dbias) dbias[c] += (float)sb;
+      for (int j = 0; j < m; j++) {
+        if (dweight) dweight[c0 + j] += (float)sw[j];
+        if (dbias) dbias[c0 + j] += (float)sb[j];
+      }
     }
   }
 }
@@ -605,39 +743,75 @@ static void fast_layernorm_bwd(float *dinp, float *dweight, float *dbias, const 
 /* ---- activations, element-wise ------------------------------------------------------------------
  */
 
+#define EXP_POLY(f)                                              \
+  (1.0f +                                                        \
+   (f) * (1.0f + (f) * (0.5f + (f) * (1.0f / 6 +                 \
+                                      (f) * (1.0f / 24 +         \
+                                             (f) * (1.0f / 120 + \
+                                                    (f) * (1.0f / 720 + (f) * (1.0f / 5040))))))))
+
 #define EW_PAR _Pragma("omp parallel for simd schedule(static) if (n > 32768)")
 
+/* exp(x) in float without branches, so that the loops below vectorise: x clamped to [-87, 88]
+ * (the result stays a normal float), x = r ln2 + f with r = round(x log2 e) and f reduced in two
+ * parts (Cody-Waite, exact for |r| <= 127), e^f by its degree-7 Taylor polynomial on
+ * |f| <= ln2/2, then r added to the exponent bits. Relative error below 3e-7. */
+static inline float vexpf(float x) {
+  x = x > -87.0f ? x : -87.0f; /* NaN becomes -87 here; callers' other factors keep it NaN */
+  x = x < 88.0f ? x : 88.0f;
+  float r = (x * 1.4426950408889634f + 12582912.0f) - 12582912.0f; /* round to nearest */
+  float f = (x - r * 0.693145752f) - r * 1.42860677e-6f;
+  union {
+    float f;
+    int32_t i;
+  } u = {EXP_POLY(f)};
+  u.i += (int32_t)r * (1 << 23);
+  return u.f;
+}
+
+/* erf(z) given e = exp(-z*z) (callers have it: GELU's derivative needs the same exponential).
+ * Abramowitz & Stegun 7.1.26: absolute error below 1.5e-7 (plus float rounding). */
+static inline float verf_given_exp(float z, float e) {
+  float a = z < 0.0f ? -z : z, t = 1.0f / (1.0f + 0.3275911f * a);
+  float p = t * (0.254829592f +
+                 t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  float y = 1.0f - p * e;
+  return z < 0.0f ? -y : y;
+}
+
 static void fast_silu_fwd(float *out, const float *inp, int64_t n) {
-  EW_PAR for (int64_t i = 0; i < n; i++) out[i] = inp[i] / (1.0f + expf(-inp[i]));
+  EW_PAR for (int64_t i = 0; i < n; i++) out[i] = inp[i] / (1.0f + vexpf(-inp[i]));
 }
 static void fast_silu_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
   EW_PAR for (int64_t i = 0; i < n; i++) {
-    float s = 1.0f / (1.0f + expf(-inp[i]));
-    dinp[i] += dout[i] * s * (1.0f + inp[i] * (1.0f - s));
+    float x = inp[i], s = 1.0f / (1.0f + vexpf(-x));
+    dinp[i] += dout[i] * s * (1.0f + x * (1.0f - s));
   }
 }
 static void fast_gelu_tanh_fwd(float *out, const float *inp, int64_t n) {
   EW_PAR for (int64_t i = 0; i < n; i++) {
     float x = inp[i], u = 0.7978845608f * (x + 0.044715f * x * x * x);
-    out[i] = 0.5f * x * (1.0f + tanhf(u));
+    out[i] = x - x / (1.0f + vexpf(2.0f * u)); /* 0.5 x (1 + tanh u) = x sigmoid(2u) */
   }
 }
 static void fast_gelu_tanh_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
   EW_PAR for (int64_t i = 0; i < n; i++) {
-    float x = inp[i], u = 0.7978845608f * (x + 0.044715f * x * x * x), th = tanhf(u);
+    float x = inp[i], u = 0.7978845608f * (x + 0.044715f * x * x * x);
+    float th = 1.0f - 2.0f / (1.0f + vexpf(2.0f * u)); /* tanh u */
     dinp[i] += dout[i] * (0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.7978845608f *
                                                    (1.0f + 3.0f * 0.044715f * x * x));
   }
 }
 static void fast_gelu_erf_fwd(float *out, const float *inp, int64_t n) {
-  EW_PAR for (int64_t i = 0; i < n; i++) out[i] =
-      0.5f * inp[i] * (1.0f + erff(inp[i] * 0.70710678f));
+  EW_PAR for (int64_t i = 0; i < n; i++) {
+    float x = inp[i], z = x * 0.70710678f;
+    out[i] = 0.5f * x * (1.0f + verf_given_exp(z, vexpf(-z * z)));
+  }
 }
 static void fast_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
   EW_PAR for (int64_t i = 0; i < n; i++) {
-    float x = inp[i];
-    dinp[i] +=
-        dout[i] * (0.5f * (1.0f + erff(x * 0.70710678f)) + x * 0.39894228f * expf(-0.5f * x * x));
+    float x = inp[i], z = x * 0.70710678f, e = vexpf(-z * z);
+    dinp[i] += dout[i] * (0.5f * (1.0f + verf_given_exp(z, e)) + x * 0.39894228f * e);
   }
 }
 /* exp(x) for x <= 0 (softmax arguments after the max is subtracted): 2^(x log2 e) split into
@@ -645,12 +819,6 @@ static void fast_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, 
  * relative error below 2e-7. Arguments below -87 (and masked -inf entries) give exactly 0:
  * exp(-87) ~ 1.6e-38 is invisible in a row sum >= 1, and masked keys must get probability 0. SSE2
  * (the x86-64 baseline) four at a time, scalar elsewhere. */
-#define EXP_POLY(f)                                              \
-  (1.0f +                                                        \
-   (f) * (1.0f + (f) * (0.5f + (f) * (1.0f / 6 +                 \
-                                      (f) * (1.0f / 24 +         \
-                                             (f) * (1.0f / 120 + \
-                                                    (f) * (1.0f / 720 + (f) * (1.0f / 5040))))))))
 static inline float exp_nonpos(float x) {
   if (x < -87.0f) return 0.0f;  // also a masked (-inf) entry: exactly zero
   float t = x * 1.4426950408889634f;
