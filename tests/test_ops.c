@@ -1014,6 +1014,53 @@ static int open_cuda(void) {
 }
 #endif
 
+/* Generic permutes, fast against reference, exactly (a permute moves values; its backward adds
+ * each once): every permutation of 1..5 dims over shapes with unit dims, tiny and odd sizes,
+ * and sizes past a 16-wide tile. */
+static int next_perm(int *p, int n) {
+  int i = n - 2;
+  while (i >= 0 && p[i] > p[i + 1]) i--;
+  if (i < 0) return 0;
+  int j = n - 1;
+  while (p[j] < p[i]) j--;
+  int t = p[i];
+  p[i] = p[j], p[j] = t;
+  for (int a = i + 1, b = n - 1; a < b; a++, b--) t = p[a], p[a] = p[b], p[b] = t;
+  return 1;
+}
+static void case_permutes(void) {
+  const ops_backend *ref = ops_backend_get(OPS_CPU_REF), *fast = ops_backend_get(OPS_CPU_FAST);
+  static const int shapes[][5] = {{3, 1, 4, 2, 5}, {1, 17, 1, 33, 2}, {2, 3, 1, 1, 7},
+                                  {19, 18, 1, 1, 1}, {2, 1, 40, 3, 1}, {1, 1, 1, 1, 1}};
+  int ncases = 0, bad = 0;
+  for (int ndim = 1; ndim <= 5; ndim++)
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+      const int *shape = shapes[si];
+      int64_t n = 1;
+      for (int d = 0; d < ndim; d++) n *= shape[d];
+      float *x = rnd(n, -1, 1), *g = rnd(n, -1, 1), *o1 = zeros(n), *o2 = zeros(n);
+      float *d1 = rnd(n, -1, 1), *d2 = xmalloc(sizeof(float) * (size_t)n);
+      memcpy(d2, d1, sizeof(float) * (size_t)n);
+      int perm[5] = {0, 1, 2, 3, 4};
+      do {
+        ref->permute_fwd(o1, x, ndim, shape, perm);
+        fast->permute_fwd(o2, x, ndim, shape, perm);
+        ref->permute_bwd(d1, g, ndim, shape, perm);
+        fast->permute_bwd(d2, g, ndim, shape, perm);
+        ncases++;
+        if (memcmp(o1, o2, sizeof(float) * (size_t)n) || memcmp(d1, d2, sizeof(float) * (size_t)n)) {
+          if (bad++ < 5)
+            CHECKF(0, "permute ndim %d shape %d,%d,%d,%d,%d perm %d%d%d%d%d: fast != reference",
+                   ndim, shape[0], shape[1], shape[2], shape[3], shape[4], perm[0], perm[1],
+                   perm[2], perm[3], perm[4]);
+        }
+      } while (next_perm(perm, ndim));
+      free(x), free(g), free(o1), free(o2), free(d1), free(d2);
+    }
+  CHECKF(bad == 0, "%d of %d permutes differ", bad, ncases);
+  printf("  %-22s %-9s ok (%d shape/permutation pairs, exact)\n", "permute", "cpu-fast", ncases);
+}
+
 int main(void) {
   test_begin("test_ops");
 #ifdef TURBO_HAVE_CUDA
@@ -1053,6 +1100,7 @@ int main(void) {
     case_groupnorm(3, 1, 6, 7, 3);
     case_groupnorm(2, 3, 8, 5, 4);
     case_groupnorm(3, 1, 5, 9, 5);  // one channel per group
+    case_permutes();
     case_layernorm(5, 13);
     case_layernorm_x(4, 37, 0, 0.0f);
     case_layernorm_x(3, 40, 1, 100.0f);

@@ -999,8 +999,88 @@ static void fast_attention_bwd(float *dq, float *dk, float *dv, const float *dou
 /* ---- layout
  * ---------------------------------------------------------------------------------------- */
 
+/* Permutes: dims of size 1 dropped and dims that stay neighbours in order merged, most permutes
+ * a model makes (token views, head splits) are a batched transpose with a contiguous inner block:
+ * inp (nb, R, C, E) -> out (nb, C, R, E). Those run as 16x16 tiles over (R, C), in parallel over
+ * batches and tile rows; anything else takes the generic index walk. */
+typedef struct {
+  int64_t nb, R, C, E;
+} transpose_shape;
+
+/* 1 when (shape, perm) is such a transpose (R == 1 or C == 1 included: then a copy) */
+static int permute_as_transpose(int ndim, const int *shape, const int *perm, transpose_shape *t) {
+  /* groups: runs of output dims whose input dims follow each other (unit dims skipped) */
+  int64_t gsize[6];
+  int gfirst[6], ng = 0, last = -1;
+  for (int d = 0; d < ndim; d++) {
+    int k = perm[d];
+    if (shape[k] == 1) continue;
+    int joins = last >= 0 && k > last;
+    for (int j = last + 1; joins && j < k; j++)
+      if (shape[j] != 1) joins = 0;
+    if (joins) {
+      gsize[ng - 1] *= shape[k];
+    } else {
+      gfirst[ng] = k, gsize[ng] = shape[k];
+      ng++;
+    }
+    last = k;
+  }
+  /* order[i]: the output group at input position i */
+  int order[6];
+  for (int i = 0; i < ng; i++) order[i] = i;
+  for (int i = 1; i < ng; i++)
+    for (int j = i; j > 0 && gfirst[order[j - 1]] > gfirst[order[j]]; j--) {
+      int tmp = order[j];
+      order[j] = order[j - 1], order[j - 1] = tmp;
+    }
+  t->nb = t->R = t->C = t->E = 1;
+  int lo = 0, hi = ng;
+  if (hi > lo && order[lo] == lo) t->nb = gsize[lo], lo++;
+  if (hi > lo && order[hi - 1] == hi - 1) t->E = gsize[hi - 1], hi--;
+  if (hi == lo) return 1;
+  /* input (nb, R, C, E) -> output (nb, C, R, E): input position lo is output group lo + 1 */
+  if (hi - lo != 2 || order[lo] != lo + 1 || order[lo + 1] != lo) return 0;
+  t->R = gsize[lo + 1], t->C = gsize[lo];
+  return 1;
+}
+
+/* out (nb, C, R, E) (=, or += when acc) from inp (nb, R, C, E) */
+static void transpose_run(float *out, const float *inp, const transpose_shape *t, int acc) {
+  enum { TB = 16 };
+  int64_t R = t->R, C = t->C, E = t->E, tiles_r = (R + TB - 1) / TB;
+  int64_t work = t->nb * tiles_r;
+#pragma omp parallel for schedule(static) if (t->nb * R * C * E > 32768)
+  for (int64_t w = 0; w < work; w++) {
+    int64_t b = w / tiles_r, r0 = (w % tiles_r) * TB, r1 = r0 + TB < R ? r0 + TB : R;
+    const float *src = inp + b * R * C * E;
+    float *dst = out + b * R * C * E;
+    for (int64_t c0 = 0; c0 < C; c0 += TB) {
+      int64_t c1 = c0 + TB < C ? c0 + TB : C;
+      for (int64_t c = c0; c < c1; c++)
+        for (int64_t r = r0; r < r1; r++) {
+          const float *sp = src + (r * C + c) * E;
+          float *dp = dst + (c * R + r) * E;
+          if (acc) {
+#pragma omp simd
+            for (int64_t e = 0; e < E; e++) dp[e] += sp[e];
+          } else if (E == 1) {
+            *dp = *sp;
+          } else {
+            memcpy(dp, sp, sizeof(float) * (size_t)E);
+          }
+        }
+    }
+  }
+}
+
 static void fast_permute_fwd(float *out, const float *inp, int ndim, const int *shape,
                              const int *perm) {
+  transpose_shape t;
+  if (permute_as_transpose(ndim, shape, perm, &t)) {
+    transpose_run(out, inp, &t, 0);
+    return;
+  }
   int64_t n0 = shape[perm[0]], total = 1;
   for (int d = 0; d < ndim; d++) total *= shape[d];
   int nt = total > 32768 ? cpu_fast_threads() : 1;
@@ -1014,14 +1094,19 @@ static void fast_permute_fwd(float *out, const float *inp, int ndim, const int *
     cpu_permute_range(out, inp, ndim, shape, perm, 0, n0 * tid / n, n0 * (tid + 1) / n);
   }
 }
-/* The backward writes along dinp's order: as a permute of dout by the inverse permutation it
- * has no two threads adding into one element. */
+
 static void fast_permute_bwd(float *dinp, const float *dout, int ndim, const int *shape,
                              const int *perm) {
-  int oshape[6], inv[6];
+  int oshape[6] = {0}, inv[6] = {0};
   for (int d = 0; d < ndim; d++) {
     oshape[d] = shape[perm[d]];
     inv[perm[d]] = d;
+  }
+  /* dinp viewed as the output of permuting dout (shape oshape) by inv, accumulated */
+  transpose_shape t;
+  if (permute_as_transpose(ndim, oshape, inv, &t)) {
+    transpose_run(dinp, dout, &t, 1);
+    return;
   }
   int64_t n0 = shape[0], total = 1;
   for (int d = 0; d < ndim; d++) total *= shape[d];
@@ -1033,7 +1118,6 @@ static void fast_permute_bwd(float *dinp, const float *dout, int ndim, const int
     tid = omp_get_thread_num();
     n = omp_get_num_threads();
 #endif
-    // dinp viewed as the output of permuting dout (shape oshape) by inv, accumulated
     cpu_permute_range(dinp, dout, ndim, oshape, inv, 2, n0 * tid / n, n0 * (tid + 1) / n);
   }
 }
