@@ -61,13 +61,13 @@ int main(int argc, char **argv) {
   log_init("bench_unet");
   const char *be = getenv("TURBO_BENCH_BACKEND");
   if (be && !strcmp(be, "ref")) ops_backend_set(OPS_CPU_REF);
-  int iters = 5;
+  int iters = 8;
   if (argc > 1) {
     char *end;
     long v = strtol(argv[1], &end, 10);
     if (*end || v < 1 || v > 1000) {
       fprintf(stderr,
-              "usage: bench_unet [ITERATIONS]   (1..1000, default 5; TURBO_BENCH_THREADS=\"1 2\",\n"
+              "usage: bench_unet [ITERATIONS]   (1..1000, default 8; TURBO_BENCH_THREADS=\"1 2\",\n"
               "       TURBO_BENCH_BACKEND=ref, TURBO_OPS_PROFILE=1 for the time per op)\n");
       return strcmp(argv[1], "--help") && strcmp(argv[1], "-h") ? 2 : 0;
     }

@@ -1093,6 +1093,9 @@ int main(void) {
     case_conv2d(3, 6, 5, 5, 7, 1, 1, 0, 1);
     case_conv2d(1, 4, 6, 8, 3, 3, 1, 0, 0);
     case_conv2d(2, 3, 8, 8, 2, 1, 2, 0, 1);
+    case_conv2d(2, 3, 5, 1, 4, 3, 1, 1, 1);   // W = 1
+    case_conv2d(2, 3, 1, 2, 4, 3, 1, 1, 0);   // H = 1, W = 2
+    case_conv2d(70, 2, 4, 4, 3, 3, 1, 1, 1);  // several groups of images and a remainder
     case_tconv(3, 5, 4, 6, 3, 3);
     case_tconv(2, 1, 3, 5, 4, 3);  // T = 1: only the centre tap sees data
     case_conv3d(2, 4, 3, 5, 6, 4, 3, 3, 1, 1, 1, 1);
@@ -1141,6 +1144,7 @@ int main(void) {
   // a few bigger shapes, fast against reference only through the same runner (2 threads)
   ops_set_num_threads(2);
   case_conv2d(5, 16, 12, 10, 24, 3, 1, 1, 1);
+  case_conv2d(70, 3, 4, 4, 5, 3, 1, 1, 1);
   case_attention("attention 64 tokens", 2, 2, 64, 64, 16, 0, 1);
   case_attention("attention 40 keys", 2, 2, 33, 40, 8, 1, 1);  // above the short-sequence path
   check_embeddings();

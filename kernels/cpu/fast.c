@@ -181,76 +181,112 @@ static void fast_linear_bwd(float *dinp, float *dweight, float *dbias, const flo
   if (dbias) colsum_add(dbias, dout, N, Cout);
 }
 
-/* ---- conv2d: im2col + sgemm per image ---------------------------------------------------------
+/* ---- conv2d: im2col + sgemm over groups of images ----------------------------------------------
  */
+
+/* The k*k rows of one input channel x (H, W) in a column matrix: row r at col + r * ld, Ho*Wo
+ * values each. */
+static void im2col_channel(float *col, size_t ld, const float *x, int H, int W, int k, int stride,
+                           int pad, int Ho, int Wo) {
+  if (stride == 1 && k == 3 && pad == 1) {  // the common case: Ho = H, Wo = W
+    for (int ky = 0; ky < 3; ky++)
+      for (int kx = 0; kx < 3; kx++) {
+        float *row = col + (size_t)(ky * 3 + kx) * ld;
+        for (int oy = 0; oy < H; oy++) {
+          int y = oy - 1 + ky;
+          float *r = row + (size_t)oy * W;
+          if (y < 0 || y >= H) {
+            memset(r, 0, sizeof(float) * W);
+            continue;
+          }
+          const float *xr = x + (size_t)y * W;
+          if (kx == 0) {
+            r[0] = 0.0f;
+            memcpy(r + 1, xr, sizeof(float) * (W - 1));
+          } else if (kx == 1) {
+            memcpy(r, xr, sizeof(float) * W);
+          } else {
+            memcpy(r, xr + 1, sizeof(float) * (W - 1));
+            r[W - 1] = 0.0f;
+          }
+        }
+      }
+    return;
+  }
+  for (int ky = 0; ky < k; ky++)
+    for (int kx = 0; kx < k; kx++) {
+      float *row = col + (size_t)(ky * k + kx) * ld;
+      for (int oy = 0; oy < Ho; oy++) {
+        int y = oy * stride - pad + ky;
+        float *r = row + (size_t)oy * Wo;
+        if (y < 0 || y >= H) {
+          memset(r, 0, sizeof(float) * Wo);
+          continue;
+        }
+        const float *xr = x + (size_t)y * W;
+        for (int ox = 0; ox < Wo; ox++) {
+          int xx = ox * stride - pad + kx;
+          r[ox] = (xx >= 0 && xx < W) ? xr[xx] : 0.0f;
+        }
+      }
+    }
+}
+
+/* dx (H, W) of one input channel += its k*k rows of dcol (row r at dcol + r * ld) */
+static void col2im_channel_add(float *dx, const float *dcol, size_t ld, int H, int W, int k,
+                               int stride, int pad, int Ho, int Wo) {
+  if (stride == 1 && k == 3 && pad == 1) {
+    for (int ky = 0; ky < 3; ky++)
+      for (int oy = 0; oy < H; oy++) {
+        int y = oy - 1 + ky;
+        if (y < 0 || y >= H) continue;
+        float *xr = dx + (size_t)y * W;
+        const float *r0 = dcol + (size_t)(ky * 3) * ld + (size_t)oy * W;
+        const float *r1 = r0 + ld, *r2 = r1 + ld;
+        /* column x takes kx = 1 at x, kx = 0 at x + 1, kx = 2 at x - 1 */
+        if (W == 1) {
+          xr[0] += r1[0];
+          continue;
+        }
+        xr[0] += r1[0] + r0[1];
+#pragma omp simd
+        for (int x = 1; x < W - 1; x++) xr[x] += r1[x] + r0[x + 1] + r2[x - 1];
+        xr[W - 1] += r1[W - 1] + r2[W - 2];
+      }
+    return;
+  }
+  for (int ky = 0; ky < k; ky++)
+    for (int kx = 0; kx < k; kx++) {
+      const float *row = dcol + (size_t)(ky * k + kx) * ld;
+      for (int oy = 0; oy < Ho; oy++) {
+        int y = oy * stride - pad + ky;
+        if (y < 0 || y >= H) continue;
+        float *xr = dx + (size_t)y * W;
+        const float *r = row + (size_t)oy * Wo;
+        for (int ox = 0; ox < Wo; ox++) {
+          int xx = ox * stride - pad + kx;
+          if (xx >= 0 && xx < W) xr[xx] += r[ox];
+        }
+      }
+    }
+}
 
 // col (Cin*k*k, Ho*Wo) from one image x (Cin, H, W)
 static void im2col(float *col, const float *x, int Cin, int H, int W, int k, int stride, int pad,
                    int Ho, int Wo) {
-  if (stride == 1 && k == 3 && pad == 1) {  // the common case: Ho = H, Wo = W
-    for (int ci = 0; ci < Cin; ci++)
-      for (int ky = 0; ky < 3; ky++)
-        for (int kx = 0; kx < 3; kx++) {
-          float *row = col + (((size_t)ci * 3 + ky) * 3 + kx) * H * W;
-          for (int oy = 0; oy < H; oy++) {
-            int y = oy - 1 + ky;
-            float *r = row + (size_t)oy * W;
-            if (y < 0 || y >= H) {
-              memset(r, 0, sizeof(float) * W);
-              continue;
-            }
-            const float *xr = x + ((size_t)ci * H + y) * W;
-            if (kx == 0) {
-              r[0] = 0.0f;
-              memcpy(r + 1, xr, sizeof(float) * (W - 1));
-            } else if (kx == 1) {
-              memcpy(r, xr, sizeof(float) * W);
-            } else {
-              memcpy(r, xr + 1, sizeof(float) * (W - 1));
-              r[W - 1] = 0.0f;
-            }
-          }
-        }
-    return;
-  }
+  size_t HWo = (size_t)Ho * Wo;
   for (int ci = 0; ci < Cin; ci++)
-    for (int ky = 0; ky < k; ky++)
-      for (int kx = 0; kx < k; kx++) {
-        float *row = col + (((size_t)ci * k + ky) * k + kx) * Ho * Wo;
-        for (int oy = 0; oy < Ho; oy++) {
-          int y = oy * stride - pad + ky;
-          float *r = row + (size_t)oy * Wo;
-          if (y < 0 || y >= H) {
-            memset(r, 0, sizeof(float) * Wo);
-            continue;
-          }
-          const float *xr = x + ((size_t)ci * H + y) * W;
-          for (int ox = 0; ox < Wo; ox++) {
-            int xx = ox * stride - pad + kx;
-            r[ox] = (xx >= 0 && xx < W) ? xr[xx] : 0.0f;
-          }
-        }
-      }
+    im2col_channel(col + (size_t)ci * k * k * HWo, HWo, x + (size_t)ci * H * W, H, W, k, stride,
+                   pad, Ho, Wo);
 }
 
 // dx (Cin, H, W) += the columns of dcol (Cin*k*k, Ho*Wo)
 static void col2im_add(float *dx, const float *dcol, int Cin, int H, int W, int k, int stride,
                        int pad, int Ho, int Wo) {
+  size_t HWo = (size_t)Ho * Wo;
   for (int ci = 0; ci < Cin; ci++)
-    for (int ky = 0; ky < k; ky++)
-      for (int kx = 0; kx < k; kx++) {
-        const float *row = dcol + (((size_t)ci * k + ky) * k + kx) * Ho * Wo;
-        for (int oy = 0; oy < Ho; oy++) {
-          int y = oy * stride - pad + ky;
-          if (y < 0 || y >= H) continue;
-          float *xr = dx + ((size_t)ci * H + y) * W;
-          const float *r = row + (size_t)oy * Wo;
-          for (int ox = 0; ox < Wo; ox++) {
-            int xx = ox * stride - pad + kx;
-            if (xx >= 0 && xx < W) xr[xx] += r[ox];
-          }
-        }
-      }
+    col2im_channel_add(dx + (size_t)ci * H * W, dcol + (size_t)ci * k * k * HWo, HWo, H, W, k,
+                       stride, pad, Ho, Wo);
 }
 
 /* Loop over `n` independent work items, split into work_chunks(n) contiguous chunks that the
@@ -293,23 +329,62 @@ static int work_chunks(int64_t n) {
 
 static int conv_out(int n, int k, int s, int p) { return (n + 2 * p - k) / s + 1; }
 
+/* Images per group: the column matrix of a group is (Cin*k*k, g*Ho*Wo), at least
+ * CONV_GROUP_COLS wide so that small images still make an efficient GEMM (a 16x16 image is a
+ * group of its own, 4x4 images go 16 at a time), and at most CONV_GROUP_BYTES per thread.
+ * Groups are the work items: threads take whole groups, each with single-threaded GEMMs (groups
+ * shrink so that every thread gets one); a lone group runs its GEMMs split over the threads. */
+enum { CONV_GROUP_COLS = 256 };
+#define CONV_GROUP_BYTES ((size_t)8 << 20)
+static int conv_group(int N, size_t K, size_t HWo) {
+  size_t g = (CONV_GROUP_COLS + HWo - 1) / HWo, nt = (size_t)cpu_fast_threads();
+  if ((size_t)N >= nt && g > ((size_t)N + nt - 1) / nt) g = ((size_t)N + nt - 1) / nt;
+  while (g > 1 && K * g * HWo * sizeof(float) > CONV_GROUP_BYTES) g--;
+  return (int)(g < (size_t)N ? g : (size_t)N);
+}
+
+/* cols (Cin*k*k, gi*HWo) from images x[0..gi) (Cin, H, W) */
+static void im2col_group(float *cols, const float *x, int gi, int Cin, int H, int W, int k,
+                         int stride, int pad, int Ho, int Wo) {
+  size_t HWo = (size_t)Ho * Wo, ld = (size_t)gi * HWo;
+#pragma omp parallel for schedule(static) if ((int64_t)gi * Cin * k * k * HWo > 32768)
+  for (int64_t w = 0; w < (int64_t)gi * Cin; w++) {
+    int64_t img = w / Cin, ci = w % Cin;
+    im2col_channel(cols + (size_t)ci * k * k * ld + img * HWo, ld,
+                   x + ((size_t)img * Cin + ci) * H * W, H, W, k, stride, pad, Ho, Wo);
+  }
+}
+
 static void fast_conv2d_fwd(float *out, const float *inp, const float *weight, const float *bias,
                             int N, int Cin, int H, int W, int Cout, int k, int stride, int pad) {
   int Ho = conv_out(H, k, stride, pad), Wo = conv_out(W, k, stride, pad);
   size_t HWo = (size_t)Ho * Wo, K = (size_t)Cin * k * k;
-  int direct = k == 1 && stride == 1 && pad == 0;  // a 1x1 conv reads the image as its columns
-  int nt = cpu_fast_threads();
-  float *cols = direct ? NULL : scratch_f32((size_t)nt * K * HWo);
-  WORK_LOOP_BEGIN(N)
-  float *col = direct ? NULL : cols + (size_t)tid * K * HWo;
-  const float *x = inp + item * (size_t)Cin * H * W;
-  float *o = out + item * (size_t)Cout * HWo;
-  if (!direct) im2col(col, x, Cin, H, W, k, stride, pad, Ho, Wo);
-  if (bias)
-    for (int co = 0; co < Cout; co++)
-      for (size_t i = 0; i < HWo; i++) o[co * HWo + i] = bias[co];
-  sgemm(0, 0, Cout, (int)HWo, (int)K, 1.0f, weight, (int)K, direct ? x : col, (int)HWo,
-        bias ? 1.0f : 0.0f, o, (int)HWo);
+  int g = conv_group(N, K, HWo), ngroups = (N + g - 1) / g, nt = cpu_fast_threads();
+  size_t per = (K + Cout) * g * HWo;
+  float *scr = scratch_f32((size_t)nt * per);
+  WORK_LOOP_BEGIN(ngroups)
+  int n0 = (int)item * g, gi = N - n0 < g ? N - n0 : g;
+  size_t ld = (size_t)gi * HWo;
+  float *cols = scr + (size_t)tid * per, *res = cols + K * g * HWo;
+  const float *x = inp + (size_t)n0 * Cin * H * W;
+  float *o = out + (size_t)n0 * Cout * HWo;
+  int direct = k == 1 && stride == 1 && pad == 0 && gi == 1;  // the image is its own columns
+  if (!direct) im2col_group(cols, x, gi, Cin, H, W, k, stride, pad, Ho, Wo);
+  /* one image: straight into the output; several: (Cout, gi*HWo), then to (gi, Cout, HWo) */
+  float *dst = gi == 1 ? o : res;
+  sgemm(0, 0, Cout, (int)ld, (int)K, 1.0f, weight, (int)K, direct ? x : cols, (int)ld, 0.0f, dst,
+        (int)ld);
+  if (gi > 1 || bias) {
+#pragma omp parallel for schedule(static) if ((int64_t)Cout * ld > 32768)
+    for (int64_t w = 0; w < (int64_t)gi * Cout; w++) {
+      int64_t img = w / Cout, co = w % Cout;
+      float *orow = o + (size_t)w * HWo;
+      const float *r = gi == 1 ? orow : res + (size_t)co * ld + img * HWo;
+      float b = bias ? bias[co] : 0.0f;
+#pragma omp simd
+      for (size_t i = 0; i < HWo; i++) orow[i] = r[i] + b;
+    }
+  }
   WORK_LOOP_END
 }
 
@@ -318,47 +393,75 @@ static void fast_conv2d_bwd(float *dinp, float *dweight, float *dbias, const flo
                             int Cout, int k, int stride, int pad) {
   int Ho = conv_out(H, k, stride, pad), Wo = conv_out(W, k, stride, pad);
   size_t HWo = (size_t)Ho * Wo, K = (size_t)Cin * k * k, WN = (size_t)Cout * K;
+  int g = conv_group(N, K, HWo), ngroups = (N + g - 1) / g, nt = cpu_fast_threads();
   int direct = k == 1 && stride == 1 && pad == 0;
-  int nt = cpu_fast_threads();
-  float *cols = direct ? NULL : scratch_f32((size_t)nt * K * HWo * 2);
-  int nch = work_chunks(N);
-  float *dw = dweight ? partials_new(nch, WN) : NULL;
-  WORK_LOOP_BEGIN(N)
-  float *col = direct ? NULL : cols + (size_t)tid * K * HWo * 2, *dcol = col ? col + K * HWo : NULL;
-  const float *x = inp + item * (size_t)Cin * H * W, *g = dout + item * (size_t)Cout * HWo;
+  /* per thread: cols, dcols, and the group's dout as (Cout, gi*HWo) */
+  size_t per = (2 * K + Cout) * g * HWo;
+  float *scr = scratch_f32((size_t)nt * per);
+  /* parameter-gradient partial sums per chunk (weight then bias), added in chunk order after */
+  int nch = work_chunks(ngroups), partial = nch > 1;
+  size_t PN = WN + Cout;
+  float *dpart = (dweight || dbias) && partial ? partials_new(nch, PN) : NULL;
+  WORK_LOOP_BEGIN(ngroups)
+  int n0 = (int)item * g, gi = N - n0 < g ? N - n0 : g;
+  size_t ld = (size_t)gi * HWo;
+  float *cols = scr + (size_t)tid * per, *dcols = cols + K * g * HWo, *gt = dcols + K * g * HWo;
+  float *dw = partial ? dpart + (size_t)chunk * PN : dweight;
+  float *db = partial ? dpart + (size_t)chunk * PN + WN : dbias;
+  const float *x = inp + (size_t)n0 * Cin * H * W, *d = dout + (size_t)n0 * Cout * HWo;
+  const float *G = d;
+  if (gi > 1) {
+#pragma omp parallel for schedule(static) if ((int64_t)Cout * ld > 32768)
+    for (int64_t w = 0; w < (int64_t)gi * Cout; w++) {
+      int64_t img = w / Cout, co = w % Cout;
+      memcpy(gt + (size_t)co * ld + img * HWo, d + (size_t)w * HWo, sizeof(float) * HWo);
+    }
+    G = gt;
+  }
   if (dweight) {
-    if (!direct) im2col(col, x, Cin, H, W, k, stride, pad, Ho, Wo);
-    // dW (Cout, K) += g (Cout, HWo) · col^T
-    sgemm(0, 1, Cout, (int)K, (int)HWo, 1.0f, g, (int)HWo, direct ? x : col, (int)HWo, 1.0f,
-          dw + (size_t)chunk * WN, (int)K);
+    // dW (Cout, K) += G (Cout, gi*HWo) · cols^T
+    const float *c = x;
+    if (!(direct && gi == 1)) {
+      im2col_group(cols, x, gi, Cin, H, W, k, stride, pad, Ho, Wo);
+      c = cols;
+    }
+    sgemm(0, 1, Cout, (int)K, (int)ld, 1.0f, G, (int)ld, c, (int)ld, 1.0f, dw, (int)K);
+  }
+  if (dbias) {
+    for (int co = 0; co < Cout; co++) {
+      double sacc = 0.0;
+      const float *r = G + (size_t)co * ld;
+#pragma omp simd reduction(+ : sacc)
+      for (size_t i = 0; i < ld; i++) sacc += r[i];
+      db[co] += (float)sacc;
+    }
   }
   if (dinp) {
-    float *dx = dinp + item * (size_t)Cin * H * W;
-    if (direct) {
-      sgemm(1, 0, (int)K, (int)HWo, Cout, 1.0f, weight, (int)K, g, (int)HWo, 1.0f, dx, (int)HWo);
+    float *dx = dinp + (size_t)n0 * Cin * H * W;
+    if (direct && gi == 1) {
+      sgemm(1, 0, (int)K, (int)HWo, Cout, 1.0f, weight, (int)K, G, (int)HWo, 1.0f, dx, (int)HWo);
     } else {
-      sgemm(1, 0, (int)K, (int)HWo, Cout, 1.0f, weight, (int)K, g, (int)HWo, 0.0f, dcol, (int)HWo);
-      col2im_add(dx, dcol, Cin, H, W, k, stride, pad, Ho, Wo);
+      // dcols (K, gi*HWo) = W^T · G, then back to the images
+      sgemm(1, 0, (int)K, (int)ld, Cout, 1.0f, weight, (int)K, G, (int)ld, 0.0f, dcols, (int)ld);
+#pragma omp parallel for schedule(static) if ((int64_t)gi * Cin * H * W > 32768)
+      for (int64_t w = 0; w < (int64_t)gi * Cin; w++) {
+        int64_t img = w / Cin, ci = w % Cin;
+        col2im_channel_add(dx + (size_t)w * H * W, dcols + (size_t)ci * k * k * ld + img * HWo,
+                           ld, H, W, k, stride, pad, Ho, Wo);
+      }
     }
   }
   WORK_LOOP_END
-  if (dweight) {
+  if (dpart) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < WN; i++) {
-      float s = 0.0f;
-      for (int t = 0; t < nch; t++) s += dw[(size_t)t * WN + i];
-      dweight[i] += s;
-    }
-  }
-  if (dbias) {
-#pragma omp parallel for schedule(static)
-    for (int co = 0; co < Cout; co++) {
-      double s = 0.0;
-      for (int n = 0; n < N; n++) {
-        const float *g = dout + ((size_t)n * Cout + co) * HWo;
-        for (size_t i = 0; i < HWo; i++) s += g[i];
+    for (size_t i = 0; i < PN; i++) {
+      float sacc = 0.0f;
+      for (int t = 0; t < nch; t++) sacc += dpart[(size_t)t * PN + i];
+      if (i < WN) {
+        if (dweight) dweight[i] += sacc;
+      } else if (dbias) {
+        dbias[i - WN] += sacc;
       }
-      dbias[co] += (float)s;
     }
   }
 }

@@ -521,34 +521,8 @@ nn_var nn_cond_drop(nn_ctx *c, nn_var x, nn_var null_emb, int64_t B, int64_t E,
 
 /* Head layouts. The model packs heads inside channels: x (M, H·D) with M = G·N tokens. The
  * attention op runs on head-major copies (H, M, D) = (H, G, N, D), taking the H·G (head, group)
- * pairs as its batch (the order of the batch does not matter to it). Peeling one head at a time
- * with op_split (and packing back with op_concat) copies runs of D contiguous floats; the
- * generic op_permute computes a multi-dimensional index per element, which made the head
- * split the most expensive layout step of the model. tmp: 2·M·(H-1)·D floats. */
-static void heads_peel(float *out, const float *x, int M, int H, int D, float *tmp) {
-  size_t md = (size_t)M * D;
-  float *buf[2] = {tmp, tmp + md * (size_t)(H - 1)};
-  const float *src = x; /* (M, H - h, D) at step h */
-  for (int h = 0; h < H - 1; h++) {
-    int rest = H - 1 - h;
-    float *dst = rest == 1 ? out + (size_t)(h + 1) * md : buf[h & 1];
-    op_split_fwd(out + (size_t)h * md, dst, src, M, 1, rest, D);
-    src = dst;
-  }
-}
-
-/* out (M, H·D) from head-major hm (H, M, D). tmp as for heads_peel. */
-static void heads_pack(float *out, const float *hm, int M, int H, int D, float *tmp) {
-  size_t md = (size_t)M * D;
-  float *buf[2] = {tmp, tmp + md * (size_t)(H - 1)};
-  const float *cur = hm + (size_t)(H - 1) * md; /* the last heads, packed: (M, H-1-h, D) */
-  for (int h = H - 2; h >= 0; h--) {
-    float *dst = h == 0 ? out : buf[h & 1];
-    op_concat_fwd(dst, hm + (size_t)h * md, cur, M, 1, H - 1 - h, D);
-    cur = dst;
-  }
-}
-
+ * pairs as its batch (the order of the batch does not matter to it): op_heads_split with one
+ * batch, a transpose of (M, H) blocks of D floats. */
 /* Probabilities between the op's (H, G, Nq·Nk) order and the documented (G, H, Nq·Nk). */
 static void probs_swap(float *out, const float *in, int64_t A, int64_t Bd, int64_t R) {
   int shape[3] = {dim32(A), dim32(Bd), dim32(R)}, perm[3] = {1, 0, 2};
@@ -568,14 +542,15 @@ nn_var nn_attention(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t 
   if (heads == 1) {
     op_attention_fwd(D(y), d->sv[0], D(q), D(k), D(v), NULL, gh, 1, nq, nk, hd, scale);
   } else {
-    int64_t nqc = G * Nq * C, nkc = G * Nk * C, mx = Nq > Nk ? Nq : Nk;
-    float *qs = nn_scratch(c, (size_t)(2 * nqc + 2 * nkc + 2 * G * mx * (C - hd)));
-    float *ks = qs + nqc, *vs = ks + nkc, *os = vs + nkc, *tmp = os + nqc;
-    heads_peel(qs, D(q), dim32(G * Nq), heads, hd, tmp);
-    heads_peel(ks, D(k), dim32(G * Nk), heads, hd, tmp);
-    heads_peel(vs, D(v), dim32(G * Nk), heads, hd, tmp);
+    int64_t nqc = G * Nq * C, nkc = G * Nk * C;
+    int mq = dim32(G * Nq), mk = dim32(G * Nk);
+    float *qs = nn_scratch(c, (size_t)(2 * nqc + 2 * nkc));
+    float *ks = qs + nqc, *vs = ks + nkc, *os = vs + nkc;
+    op_heads_split(qs, D(q), 1, mq, heads, hd);
+    op_heads_split(ks, D(k), 1, mk, heads, hd);
+    op_heads_split(vs, D(v), 1, mk, heads, hd);
     op_attention_fwd(os, d->sv[0], qs, ks, vs, NULL, gh, 1, nq, nk, hd, scale);
-    heads_pack(D(y), os, dim32(G * Nq), heads, hd, tmp);
+    op_heads_merge(D(y), os, 1, mq, heads, hd);
   }
   d->in[0] = q, d->in[1] = k, d->in[2] = v;
   d->i[0] = G, d->i[1] = Nq, d->i[2] = Nk, d->i[3] = C, d->i[4] = heads, d->i[5] = -1;
@@ -688,18 +663,17 @@ static void attention_bwd(nn_ctx *c, const node_t *d, const float *dy) {
     op_attention_bwd(dq, dk, dv, dy, extra, q, k, v, d->sv[0], gh, 1, nq, nk, hd, scale);
     return;
   }
-  int64_t nqc = G * Nq * C, nkc = G * Nk * C, np = G * heads * Nq * Nk, mx = Nq > Nk ? Nq : Nk;
-  float *qs = nn_scratch(c, (size_t)(4 * nqc + 4 * nkc + (extra ? np : 0) +
-                                     2 * G * mx * (C - hd)));
+  int64_t nqc = G * Nq * C, nkc = G * Nk * C, np = G * heads * Nq * Nk;
+  float *qs = nn_scratch(c, (size_t)(4 * nqc + 4 * nkc + (extra ? np : 0)));
   float *ks = qs + nqc, *vs = ks + nkc, *dos = vs + nkc, *dqs = dos + nqc, *dks = dqs + nqc,
-        *dvs = dks + nkc, *tmp = dvs + nkc, *exs = NULL;
+        *dvs = dks + nkc, *exs = NULL;
   int mq = dim32(G * Nq), mk = dim32(G * Nk);
-  heads_peel(qs, q, mq, heads, hd, tmp);
-  heads_peel(ks, k, mk, heads, hd, tmp);
-  heads_peel(vs, v, mk, heads, hd, tmp);
-  heads_peel(dos, dy, mq, heads, hd, tmp);
+  op_heads_split(qs, q, 1, mq, heads, hd);
+  op_heads_split(ks, k, 1, mk, heads, hd);
+  op_heads_split(vs, v, 1, mk, heads, hd);
+  op_heads_split(dos, dy, 1, mq, heads, hd);
   if (extra) {
-    exs = tmp + 2 * G * mx * (C - hd);
+    exs = dvs + nkc;
     probs_swap(exs, extra, G, heads, Nq * Nk);
   }
   if (dq) dzero(dqs, nqc);
@@ -707,19 +681,10 @@ static void attention_bwd(nn_ctx *c, const node_t *d, const float *dy) {
   if (dv) dzero(dvs, nkc);
   op_attention_bwd(dq ? dqs : NULL, dk ? dks : NULL, dv ? dvs : NULL, dos, exs, qs, ks, vs,
                    d->sv[0], gh, 1, nq, nk, hd, scale);
-  /* pack each head-major gradient into the slot its input used, then accumulate */
-  if (dq) {
-    heads_pack(qs, dqs, mq, heads, hd, tmp);
-    op_axpy(dq, 1.0f, qs, nqc);
-  }
-  if (dk) {
-    heads_pack(ks, dks, mk, heads, hd, tmp);
-    op_axpy(dk, 1.0f, ks, nkc);
-  }
-  if (dv) {
-    heads_pack(vs, dvs, mk, heads, hd, tmp);
-    op_axpy(dv, 1.0f, vs, nkc);
-  }
+  /* each head-major gradient back to the slot its input used, accumulated */
+  if (dq) op_heads_split_bwd(dq, dqs, 1, mq, heads, hd);
+  if (dk) op_heads_split_bwd(dk, dks, 1, mk, heads, hd);
+  if (dv) op_heads_split_bwd(dv, dvs, 1, mk, heads, hd);
 }
 
 static void backward_node(nn_ctx *c, node_t *d) {
