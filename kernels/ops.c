@@ -253,6 +253,14 @@ void op_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, int64_t n
   OPS_CALL(gelu_erf_bwd, dinp, dout, inp, n);
 }
 
+void op_geglu_fwd(float *out, const float *inp, int M, int F) {
+  OPS_CALL(geglu_fwd, out, inp, M, F);
+}
+
+void op_geglu_bwd(float *dinp, const float *dout, const float *inp, int M, int F) {
+  OPS_CALL(geglu_bwd, dinp, dout, inp, M, F);
+}
+
 void op_softmax_fwd(float *out, const float *inp, int N, int C) {
   OPS_CALL(softmax_fwd, out, inp, N, C);
 }

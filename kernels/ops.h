@@ -102,6 +102,8 @@ typedef struct ops_backend {
   void (*gelu_tanh_bwd)(float *dinp, const float *dout, const float *inp, int64_t n);
   void (*gelu_erf_fwd)(float *out, const float *inp, int64_t n);
   void (*gelu_erf_bwd)(float *dinp, const float *dout, const float *inp, int64_t n);
+  void (*geglu_fwd)(float *out, const float *inp, int M, int F);
+  void (*geglu_bwd)(float *dinp, const float *dout, const float *inp, int M, int F);
   void (*softmax_fwd)(float *out, const float *inp, int N, int C);
   void (*softmax_bwd)(float *dinp, const float *dout, const float *out, int N, int C);
   /* attention */
@@ -264,6 +266,11 @@ void op_gelu_tanh_fwd(float *out, const float *inp, int64_t n);
 void op_gelu_tanh_bwd(float *dinp, const float *dout, const float *inp, int64_t n);
 void op_gelu_erf_fwd(float *out, const float *inp, int64_t n);
 void op_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, int64_t n);
+/* GEGLU, the gated feed-forward of LDM/VideoCrafter transformers, in one pass: inp (M, 2F) holds
+ * [a | g] per row; out (M, F) = a * gelu_erf(g). Backward: dinp (M, 2F) += [dout gelu(g) |
+ * dout a gelu'(g)]. */
+void op_geglu_fwd(float *out, const float *inp, int M, int F);
+void op_geglu_bwd(float *dinp, const float *dout, const float *inp, int M, int F);
 /* Softmax over the last dim: out, inp (N, C). Backward takes the forward's output. */
 void op_softmax_fwd(float *out, const float *inp, int N, int C);
 void op_softmax_bwd(float *dinp, const float *dout, const float *out, int N, int C);

@@ -515,6 +515,10 @@ static int act_fwd(const ops_backend *be, opcase *c) {
       NEED(be, softmax_fwd);
       be->softmax_fwd(c->out[0], c->in[0], c->d[1], c->d[2]);
       break;
+    case 4:
+      NEED(be, geglu_fwd);
+      be->geglu_fwd(c->out[0], c->in[0], c->d[1], c->d[2]);
+      break;
   }
   return 1;
 }
@@ -538,6 +542,10 @@ static int act_bwd(const ops_backend *be, opcase *c, float **dout, float **din) 
       act_fwd(be, c);
       be->softmax_bwd(din[0], dout[0], c->out[0], c->d[1], c->d[2]);
       break;
+    case 4:
+      NEED(be, geglu_bwd);
+      be->geglu_bwd(din[0], dout[0], c->in[0], c->d[1], c->d[2]);
+      break;
   }
   return 1;
 }
@@ -548,6 +556,16 @@ static void case_act(const char *name, int which, int N, int C) {
   c.in[0] = rnd(c.nin_el[0] = (int64_t)N * C, -4, 4);
   c.grad_in[0] = 1;
   c.out[0] = zeros(c.nout_el[0] = c.nin_el[0]);
+  run_case(&c);
+}
+/* GEGLU: inp (M, 2F) = [a | g], out (M, F) */
+static void case_geglu(int M, int F) {
+  opcase c = {.name = "geglu", .nin = 1, .nout = 1, .fwd = act_fwd, .bwd = act_bwd, .h = 1e-3f,
+              .tol = 2e-3};
+  c.d[0] = 4, c.d[1] = M, c.d[2] = F;
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)M * 2 * F, -4, 4);
+  c.grad_in[0] = 1;
+  c.out[0] = zeros(c.nout_el[0] = (int64_t)M * F);
   run_case(&c);
 }
 
@@ -1113,6 +1131,8 @@ int main(void) {
     case_act("gelu_tanh", 1, 7, 13);
     case_act("gelu_erf", 2, 7, 13);
     case_act("softmax", 3, 7, 13);
+    case_geglu(5, 11);
+    case_geglu(1, 1);
     case_attention("attention", 3, 2, 5, 7, 4, 0, 0);
     case_attention("attention+dprobs", 2, 3, 6, 6, 5, 0, 1);
     case_attention("attention+addmask", 3, 2, 5, 7, 4, 1, 1);

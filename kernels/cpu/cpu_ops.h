@@ -81,6 +81,8 @@ void ref_gelu_tanh_fwd(float *out, const float *inp, int64_t n);
 void ref_gelu_tanh_bwd(float *dinp, const float *dout, const float *inp, int64_t n);
 void ref_gelu_erf_fwd(float *out, const float *inp, int64_t n);
 void ref_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, int64_t n);
+void ref_geglu_fwd(float *out, const float *inp, int M, int F);
+void ref_geglu_bwd(float *dinp, const float *dout, const float *inp, int M, int F);
 void ref_softmax_fwd(float *out, const float *inp, int N, int C);
 void ref_softmax_bwd(float *dinp, const float *dout, const float *out, int N, int C);
 void ref_attention_fwd(float *out, float *probs, const float *q, const float *k, const float *v,

@@ -911,6 +911,31 @@ static void fast_gelu_erf_fwd(float *out, const float *inp, int64_t n) {
     out[i] = 0.5f * x * (1.0f + verf_given_exp(z, vexpf(-z * z)));
   }
 }
+static void fast_geglu_fwd(float *out, const float *inp, int M, int F) {
+#pragma omp parallel for schedule(static) if ((int64_t)M * F > 32768)
+  for (int m = 0; m < M; m++) {
+    const float *a = inp + (size_t)m * 2 * F, *g = a + F;
+    float *o = out + (size_t)m * F;
+#pragma omp simd
+    for (int f = 0; f < F; f++) {
+      float x = g[f], z = x * 0.70710678f;
+      o[f] = a[f] * (0.5f * x * (1.0f + verf_given_exp(z, vexpf(-z * z))));
+    }
+  }
+}
+static void fast_geglu_bwd(float *dinp, const float *dout, const float *inp, int M, int F) {
+#pragma omp parallel for schedule(static) if ((int64_t)M * F > 32768)
+  for (int m = 0; m < M; m++) {
+    const float *a = inp + (size_t)m * 2 * F, *g = a + F, *dy = dout + (size_t)m * F;
+    float *da = dinp + (size_t)m * 2 * F, *dg = da + F;
+#pragma omp simd
+    for (int f = 0; f < F; f++) {
+      float x = g[f], z = x * 0.70710678f, e = vexpf(-z * z), cdf = 0.5f * (1.0f + verf_given_exp(z, e));
+      da[f] += dy[f] * x * cdf;
+      dg[f] += dy[f] * a[f] * (cdf + x * 0.39894228f * e);
+    }
+  }
+}
 static void fast_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
   EW_PAR for (int64_t i = 0; i < n; i++) {
     float x = inp[i], z = x * 0.70710678f, e = vexpf(-z * z);
@@ -1247,6 +1272,8 @@ const ops_backend ops_cpu_fast_table = {
     .gelu_tanh_bwd = fast_gelu_tanh_bwd,
     .gelu_erf_fwd = fast_gelu_erf_fwd,
     .gelu_erf_bwd = fast_gelu_erf_bwd,
+    .geglu_fwd = fast_geglu_fwd,
+    .geglu_bwd = fast_geglu_bwd,
     .softmax_fwd = fast_softmax_fwd,
     .softmax_bwd = fast_softmax_bwd,
     .attention_fwd = fast_attention_fwd,

@@ -232,6 +232,23 @@ void ref_gelu_erf_fwd(float *out, const float *inp, int64_t n) {
 void ref_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
   for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * cpu_gelu_erf_d(inp[i]);
 }
+void ref_geglu_fwd(float *out, const float *inp, int M, int F) {
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t f = 0; f < F; f++) {
+      const float *r = inp + m * 2 * F;
+      out[m * F + f] = (float)((double)r[f] * cpu_gelu_erf(r[F + f]));
+    }
+}
+void ref_geglu_bwd(float *dinp, const float *dout, const float *inp, int M, int F) {
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t f = 0; f < F; f++) {
+      const float *r = inp + m * 2 * F;
+      float *d = dinp + m * 2 * F;
+      double dy = dout[m * F + f];
+      d[f] += (float)(dy * cpu_gelu_erf(r[F + f]));
+      d[F + f] += (float)(dy * r[f] * cpu_gelu_erf_d(r[F + f]));
+    }
+}
 void ref_softmax_fwd(float *out, const float *inp, int N, int C) {
   for (int n = 0; n < N; n++) cpu_softmax_row(out + (size_t)n * C, inp + (size_t)n * C, C);
 }
@@ -645,6 +662,8 @@ const ops_backend ops_cpu_ref_table = {
     .gelu_tanh_bwd = ref_gelu_tanh_bwd,
     .gelu_erf_fwd = ref_gelu_erf_fwd,
     .gelu_erf_bwd = ref_gelu_erf_bwd,
+    .geglu_fwd = ref_geglu_fwd,
+    .geglu_bwd = ref_geglu_bwd,
     .softmax_fwd = ref_softmax_fwd,
     .softmax_bwd = ref_softmax_bwd,
     .attention_fwd = ref_attention_fwd,

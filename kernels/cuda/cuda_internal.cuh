@@ -152,6 +152,8 @@ void cu_gelu_tanh_fwd(float *out, const float *inp, int64_t n);
 void cu_gelu_tanh_bwd(float *dinp, const float *dout, const float *inp, int64_t n);
 void cu_gelu_erf_fwd(float *out, const float *inp, int64_t n);
 void cu_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, int64_t n);
+void cu_geglu_fwd(float *out, const float *inp, int M, int F);
+void cu_geglu_bwd(float *dinp, const float *dout, const float *inp, int M, int F);
 void cu_softmax_fwd(float *out, const float *inp, int N, int C);
 void cu_softmax_bwd(float *dinp, const float *dout, const float *out, int N, int C);
 void cu_attention_fwd(float *out, float *probs, const float *q, const float *k, const float *v,

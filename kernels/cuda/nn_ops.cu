@@ -193,6 +193,37 @@ extern "C" void cu_gelu_erf_bwd(float *dinp, const float *dout, const float *inp
   act_bwd(dinp, dout, inp, n, ACT_GELU_ERF);
 }
 
+/* GEGLU: inp (M, 2F) = [a | g] per row, out (M, F) = a gelu(g) */
+static __global__ void geglu_fwd_k(float *out, const float *inp, int64_t M, int64_t F) {
+  CU_FOR(i, M * F) {
+    int64_t m = i / F, f = i - m * F;
+    const float *r = inp + m * 2 * F;
+    out[i] = r[f] * gelu_erf_f(r[F + f]);
+  }
+}
+static __global__ void geglu_bwd_k(float *dinp, const float *dout, const float *inp, int64_t M,
+                                   int64_t F) {
+  CU_FOR(i, M * F) {
+    int64_t m = i / F, f = i - m * F;
+    const float *r = inp + m * 2 * F;
+    float *d = dinp + m * 2 * F, g = r[F + f];
+    d[f] += dout[i] * gelu_erf_f(g);
+    d[F + f] += dout[i] * r[f] * gelu_erf_d(g);
+  }
+}
+extern "C" void cu_geglu_fwd(float *out, const float *inp, int M, int F) {
+  int64_t n = (int64_t)M * F;
+  if (n <= 0) return;
+  geglu_fwd_k<<<cu_grid(n), CU_THREADS, 0, g_cu.compute>>>(out, inp, M, F);
+  CU_LAUNCHED();
+}
+extern "C" void cu_geglu_bwd(float *dinp, const float *dout, const float *inp, int M, int F) {
+  int64_t n = (int64_t)M * F;
+  if (n <= 0 || !dinp) return;
+  geglu_bwd_k<<<cu_grid(n), CU_THREADS, 0, g_cu.compute>>>(dinp, dout, inp, M, F);
+  CU_LAUNCHED();
+}
+
 /* ---- softmax rows: one warp per row -------------------------------------------------------- */
 
 #define ROWS_PER_BLOCK 8 /* warps per block of 256 threads */

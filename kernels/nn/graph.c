@@ -396,16 +396,11 @@ nn_var nn_silu(nn_ctx *c, nn_var x) {
   return y;
 }
 
-/* x (M, 2F) = [a | g] per row; y = a * gelu(g). The halves are split into contiguous scratch
- * (op_split) so the element-wise ops see flat arrays. */
+/* x (M, 2F) = [a | g] per row; y = a * gelu(g), one fused op each way */
 nn_var nn_geglu(nn_ctx *c, nn_var x, int64_t M, int64_t F) {
   TB_CHECK(N_(x) == M * 2 * F);
   nn_var y = var_new(c, M * F, c->v[x].rg);
-  int64_t n = M * F;
-  float *a = nn_scratch(c, (size_t)(2 * n)), *g = a + n;
-  op_split_fwd(a, g, D(x), dim32(M), dim32(F), dim32(F), 1);
-  op_gelu_erf_fwd(g, g, n);
-  op_mul_fwd(D(y), a, g, n);
+  op_geglu_fwd(D(y), D(x), dim32(M), dim32(F));
   node_t *d = node_new(c, NOP_GEGLU, y);
   d->in[0] = x;
   d->i[0] = M, d->i[1] = F;
@@ -730,25 +725,9 @@ static void backward_node(nn_ctx *c, node_t *d) {
   case NOP_SILU:
     op_silu_bwd(gbuf(c, d->in[0]), dy, D(d->in[0]), N_(d->out));
     break;
-  case NOP_GEGLU: {
-    /* y = a * gelu(g): da = dy gelu(g), dg = dy a gelu'(g); slots a | g | gelu(g) | da | dgg */
-    float *dx = gbuf(c, d->in[0]);
-    if (!dx) break;
-    int M = (int)I[0], F = (int)I[1];
-    int64_t n = I[0] * I[1];
-    float *a = nn_scratch(c, (size_t)(5 * n)), *g = a + n, *gg = g + n, *da = gg + n, *dgg = da + n;
-    op_split_fwd(a, g, D(d->in[0]), M, F, F, 1);
-    op_gelu_erf_fwd(gg, g, n);
-    dzero(da, 2 * n);
-    op_mul_bwd(da, dgg, dy, a, gg, n);
-    float *dg = a; /* a is no longer needed */
-    dzero(dg, n);
-    op_gelu_erf_bwd(dg, dgg, g, n);
-    float *packed = g; /* g and gelu(g) are free: 2n floats for the (M, 2F) gradient */
-    op_concat_fwd(packed, da, dg, M, F, F, 1);
-    op_axpy(dx, 1.0f, packed, 2 * n);
+  case NOP_GEGLU:
+    op_geglu_bwd(gbuf(c, d->in[0]), dy, D(d->in[0]), (int)I[0], (int)I[1]);
     break;
-  }
   case NOP_ADD:
     for (int k = 0; k < 2; k++) {
       float *dx = gbuf(c, d->in[k]);
