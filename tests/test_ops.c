@@ -1116,6 +1116,8 @@ int main(void) {
     case_conv2d(70, 2, 4, 4, 3, 3, 1, 1, 1);  // several groups of images and a remainder
     case_tconv(3, 5, 4, 6, 3, 3);
     case_tconv(2, 1, 3, 5, 4, 3);  // T = 1: only the centre tap sees data
+    case_tconv(2, 3, 3, 4, 5, 5);  // taps past both ends of a short clip
+    case_tconv(2, 2, 3, 5, 2, 1);  // one tap: a per-frame 1x1
     case_conv3d(2, 4, 3, 5, 6, 4, 3, 3, 1, 1, 1, 1);
     case_conv3d(1, 5, 2, 6, 5, 3, 3, 3, 2, 2, 1, 1);
     case_groupnorm(3, 1, 6, 7, 3);
