@@ -220,6 +220,20 @@ void op_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *do
   OPS_CALL(groupnorm_bwd, dinp, dweight, dbias, dout, inp, mean, rstd, weight, N, T, C, S, G);
 }
 
+void op_groupnorm_silu_fwd(float *out, float *mean, float *rstd, const float *inp,
+                           const float *weight, const float *bias, int N, int T, int C, int S,
+                           int G, float eps) {
+  OPS_CALL(groupnorm_silu_fwd, out, mean, rstd, inp, weight, bias, N, T, C, S, G, eps);
+}
+
+void op_groupnorm_silu_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *mean, const float *rstd,
+                           const float *weight, const float *bias, int N, int T, int C, int S,
+                           int G) {
+  OPS_CALL(groupnorm_silu_bwd, dinp, dweight, dbias, dout, inp, mean, rstd, weight, bias, N, T, C,
+           S, G);
+}
+
 void op_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                       const float *bias, int N, int C, float eps) {
   OPS_CALL(layernorm_fwd, out, mean, rstd, inp, weight, bias, N, C, eps);

@@ -90,6 +90,13 @@ typedef struct ops_backend {
   void (*groupnorm_bwd)(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *mean, const float *rstd, const float *weight,
                         int N, int T, int C, int S, int G);
+  void (*groupnorm_silu_fwd)(float *out, float *mean, float *rstd, const float *inp,
+                             const float *weight, const float *bias, int N, int T, int C, int S,
+                             int G, float eps);
+  void (*groupnorm_silu_bwd)(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *mean, const float *rstd,
+                             const float *weight, const float *bias, int N, int T, int C, int S,
+                             int G);
   void (*layernorm_fwd)(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                         const float *bias, int N, int C, float eps);
   void (*layernorm_bwd)(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -249,6 +256,16 @@ void op_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp, co
 void op_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
                       const float *inp, const float *mean, const float *rstd, const float *weight,
                       int N, int T, int C, int S, int G);
+/* Group norm followed by SiLU (the GN-SiLU pair that opens every ResBlock half), in one op:
+ * out = silu(groupnorm(inp)); the normalised values are not kept. The backward recomputes them
+ * from inp, mean and rstd, so it also takes the bias. Shapes as op_groupnorm_fwd/bwd. */
+void op_groupnorm_silu_fwd(float *out, float *mean, float *rstd, const float *inp,
+                           const float *weight, const float *bias, int N, int T, int C, int S,
+                           int G, float eps);
+void op_groupnorm_silu_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *mean, const float *rstd,
+                           const float *weight, const float *bias, int N, int T, int C, int S,
+                           int G);
 /* Layer norm over the last dim: out, inp (N, C); weight, bias (C) or NULL; mean, rstd (N). */
 void op_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                       const float *bias, int N, int C, float eps);

@@ -414,34 +414,49 @@ static void case_conv3d(int B, int T, int Cin, int H, int W, int Cout, int kt, i
 
 // outputs: out, and mean/rstd as extra outputs (compared, R-weighted too: they are functions
 // of the input, and the backward ignores them, so their R must be zero) — keep only out.
+/* d[5]: 1 for the fused group norm + SiLU */
 static int gn_fwd(const ops_backend *be, opcase *c) {
-  NEED(be, groupnorm_fwd);
   int *d = c->d;
   float *ms = c->aux;
+  if (d[5]) {
+    NEED(be, groupnorm_silu_fwd);
+    be->groupnorm_silu_fwd(c->out[0], ms, ms + d[0] * d[4], c->in[0], c->in[1], c->in[2], d[0],
+                           d[1], d[2], d[3], d[4], 1e-5f);
+    return 1;
+  }
+  NEED(be, groupnorm_fwd);
   be->groupnorm_fwd(c->out[0], ms, ms + d[0] * d[4], c->in[0], c->in[1], c->in[2], d[0], d[1], d[2],
                     d[3], d[4], 1e-5f);
   return 1;
 }
 static int gn_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
-  NEED(be, groupnorm_bwd);
   int *d = c->d;
   float *ms = c->aux;
-  gn_fwd(be, c);  // saved stats from the forward
+  if (!gn_fwd(be, c)) return 0;  // saved stats from the forward
+  if (d[5]) {
+    NEED(be, groupnorm_silu_bwd);
+    be->groupnorm_silu_bwd(din[0], din[1], din[2], dout[0], c->in[0], ms, ms + d[0] * d[4],
+                           c->in[1], c->in[2], d[0], d[1], d[2], d[3], d[4]);
+    return 1;
+  }
+  NEED(be, groupnorm_bwd);
   be->groupnorm_bwd(din[0], din[1], din[2], dout[0], c->in[0], ms, ms + d[0] * d[4], c->in[1], d[0],
                     d[1], d[2], d[3], d[4]);
   return 1;
 }
 /* affine 0: no weight or bias (NULL); offset: the inputs' mean, to check that the statistics
  * do not cancel when the mean is large against the spread */
-static void case_groupnorm_x(int N, int T, int C, int S, int G, int affine, float offset) {
-  opcase c = {.name = affine ? "groupnorm" : "groupnorm (no affine)",
+static void case_groupnorm_x(int N, int T, int C, int S, int G, int affine, float offset,
+                             int silu) {
+  opcase c = {.name = silu ? (affine ? "groupnorm+silu" : "groupnorm+silu (no affine)")
+                           : (affine ? "groupnorm" : "groupnorm (no affine)"),
               .nin = affine ? 3 : 1,
               .nout = 1,
               .fwd = gn_fwd,
               .bwd = gn_bwd,
               .h = 1e-2f,
               .tol = 3e-3};
-  int d[5] = {N, T, C, S, G};
+  int d[6] = {N, T, C, S, G, silu};
   memcpy(c.d, d, sizeof d);
   c.in[0] = rnd(c.nin_el[0] = (int64_t)N * T * C * S, offset - 2, offset + 3);
   if (affine) {
@@ -455,7 +470,7 @@ static void case_groupnorm_x(int N, int T, int C, int S, int G, int affine, floa
   run_case(&c);
 }
 static void case_groupnorm(int N, int T, int C, int S, int G) {
-  case_groupnorm_x(N, T, C, S, G, 1, 0.0f);
+  case_groupnorm_x(N, T, C, S, G, 1, 0.0f, 0);
 }
 
 static int ln_fwd(const ops_backend *be, opcase *c) {
@@ -1127,8 +1142,11 @@ int main(void) {
     case_layernorm(5, 13);
     case_layernorm_x(4, 37, 0, 0.0f);
     case_layernorm_x(3, 40, 1, 100.0f);
-    case_groupnorm_x(2, 3, 8, 5, 4, 0, 0.0f);
-    case_groupnorm_x(2, 2, 6, 9, 3, 1, 100.0f);
+    case_groupnorm_x(2, 3, 8, 5, 4, 0, 0.0f, 0);
+    case_groupnorm_x(2, 2, 6, 9, 3, 1, 100.0f, 0);
+    case_groupnorm_x(3, 1, 6, 7, 3, 1, 0.0f, 1);
+    case_groupnorm_x(2, 3, 8, 5, 4, 0, 0.0f, 1);
+    case_groupnorm_x(2, 2, 6, 9, 2, 1, 100.0f, 1);
     case_act("silu", 0, 7, 13);
     case_act("gelu_tanh", 1, 7, 13);
     case_act("gelu_erf", 2, 7, 13);

@@ -65,6 +65,13 @@ void ref_tconv_fwd(float *out, const float *inp, const float *weight, const floa
                    int T, int Cin, int S, int Cout, int kt);
 void ref_tconv_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                    const float *weight, int B, int T, int Cin, int S, int Cout, int kt);
+void ref_groupnorm_silu_fwd(float *out, float *mean, float *rstd, const float *inp,
+                            const float *weight, const float *bias, int N, int T, int C, int S,
+                            int G, float eps);
+void ref_groupnorm_silu_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *mean, const float *rstd,
+                            const float *weight, const float *bias, int N, int T, int C, int S,
+                            int G);
 void ref_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                        const float *bias, int N, int T, int C, int S, int G, float eps);
 void ref_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout,

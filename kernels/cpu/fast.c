@@ -648,6 +648,45 @@ static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const flo
   aligned_free(wr);
 }
 
+/* ---- element-wise math that vectorises ---------------------------------------------------------
+ */
+
+#define EXP_POLY(f)                                              \
+  (1.0f +                                                        \
+   (f) * (1.0f + (f) * (0.5f + (f) * (1.0f / 6 +                 \
+                                      (f) * (1.0f / 24 +         \
+                                             (f) * (1.0f / 120 + \
+                                                    (f) * (1.0f / 720 + (f) * (1.0f / 5040))))))))
+
+#define EW_PAR _Pragma("omp parallel for simd schedule(static) if (n > 32768)")
+
+/* exp(x) in float without branches, so that the loops below vectorise: x clamped to [-87, 88]
+ * (the result stays a normal float), x = r ln2 + f with r = round(x log2 e) and f reduced in two
+ * parts (Cody-Waite, exact for |r| <= 127), e^f by its degree-7 Taylor polynomial on
+ * |f| <= ln2/2, then r added to the exponent bits. Relative error below 3e-7. */
+static inline float vexpf(float x) {
+  x = x > -87.0f ? x : -87.0f; /* NaN becomes -87 here; callers' other factors keep it NaN */
+  x = x < 88.0f ? x : 88.0f;
+  float r = (x * 1.4426950408889634f + 12582912.0f) - 12582912.0f; /* round to nearest */
+  float f = (x - r * 0.693145752f) - r * 1.42860677e-6f;
+  union {
+    float f;
+    int32_t i;
+  } u = {EXP_POLY(f)};
+  u.i += (int32_t)r * (1 << 23);
+  return u.f;
+}
+
+/* erf(z) given e = exp(-z*z) (callers have it: GELU's derivative needs the same exponential).
+ * Abramowitz & Stegun 7.1.26: absolute error below 1.5e-7 (plus float rounding). */
+static inline float verf_given_exp(float z, float e) {
+  float a = z < 0.0f ? -z : z, t = 1.0f / (1.0f + 0.3275911f * a);
+  float p = t * (0.254829592f +
+                 t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  float y = 1.0f - p * e;
+  return z < 0.0f ? -y : y;
+}
+
 /* ---- normalisation -----------------------------------------------------------------------------
  */
 
@@ -695,9 +734,15 @@ static void norm_stats(double s1, double s2, int64_t cnt, float k, float eps, fl
   *rstd = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + (double)eps));
 }
 
-static void fast_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp,
-                               const float *weight, const float *bias, int N, int T, int C, int S,
-                               int G, float eps) {
+static inline float silu_f(float z) { return z / (1.0f + vexpf(-z)); }
+static inline float silu_df(float z) {
+  float sg = 1.0f / (1.0f + vexpf(-z));
+  return sg * (1.0f + z * (1.0f - sg));
+}
+
+/* group norm, and with silu != 0 the fused group norm + SiLU */
+static void gn_fwd(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                   const float *bias, int N, int T, int C, int S, int G, float eps, int silu) {
   int Cg = C / G;
   size_t per = (size_t)T * C * S, run = (size_t)Cg * S;
 #pragma omp parallel for schedule(static) if ((int64_t)N * per > 32768)
@@ -716,29 +761,57 @@ static void fast_groupnorm_fwd(float *out, float *mean, float *rstd, const float
         const float *xr = x + ((size_t)t * C + c) * S;
         float *orow = o + ((size_t)t * C + c) * S;
         float a = rs * (weight ? weight[c0 + c] : 1.0f), b = bias ? bias[c0 + c] : 0.0f;
+        if (silu) {
 #pragma omp simd
-        for (int i = 0; i < S; i++) orow[i] = (xr[i] - mu) * a + b;
+          for (int i = 0; i < S; i++) orow[i] = silu_f((xr[i] - mu) * a + b);
+        } else {
+#pragma omp simd
+          for (int i = 0; i < S; i++) orow[i] = (xr[i] - mu) * a + b;
+        }
       }
   }
 }
 
-static void fast_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
-                               const float *inp, const float *mean, const float *rstd,
-                               const float *weight, int N, int T, int C, int S, int G) {
+static void fast_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp,
+                               const float *weight, const float *bias, int N, int T, int C, int S,
+                               int G, float eps) {
+  gn_fwd(out, mean, rstd, inp, weight, bias, N, T, C, S, G, eps, 0);
+}
+static void fast_groupnorm_silu_fwd(float *out, float *mean, float *rstd, const float *inp,
+                                    const float *weight, const float *bias, int N, int T, int C,
+                                    int S, int G, float eps) {
+  gn_fwd(out, mean, rstd, inp, weight, bias, N, T, C, S, G, eps, 1);
+}
+
+/* Backward of gn_fwd. With silu, dz = dout * silu'(z) of the recomputed normalised values z is
+ * made once per group into the thread's scratch (a group is T*Cg*S floats) and both passes read
+ * it; without, dz is dout. */
+static void gn_bwd(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                   const float *mean, const float *rstd, const float *weight, const float *bias,
+                   int N, int T, int C, int S, int G, int silu) {
   int Cg = C / G;
   size_t per = (size_t)T * C * S;
-  /* per (n, t, c): sum(d) and sum(d (x - mean)), for both the input and parameter gradients */
+  /* per (n, t, c): sum(dz) and sum(dz (x - mean)), for both the input and parameter gradients */
   double *rs1 = xmalloc(sizeof(double) * 2 * (size_t)N * T * C), *rs2 = rs1 + (size_t)N * T * C;
 #pragma omp parallel for schedule(static) if ((int64_t)N * per > 32768)
   for (int ng = 0; ng < N * G; ng++) {
     int n = ng / G, c0 = (ng % G) * Cg;
     float mu = mean[ng], rs = rstd[ng];
+    float *dzg = silu ? scratch_f32((size_t)T * Cg * S) : NULL;
     double sg = 0.0, sgx = 0.0;
     for (int t = 0; t < T; t++)
       for (int c = c0; c < c0 + Cg; c++) {
         size_t off = n * per + ((size_t)t * C + c) * S, r = ((size_t)n * T + t) * C + c;
+        const float *dz = dout + off, *x = inp + off;
+        if (silu) {
+          float *d = dzg + ((size_t)t * Cg + (c - c0)) * S;
+          float a = rs * (weight ? weight[c] : 1.0f), b = bias ? bias[c] : 0.0f;
+#pragma omp simd
+          for (int i = 0; i < S; i++) d[i] = dz[i] * silu_df((x[i] - mu) * a + b);
+          dz = d;
+        }
         double sd = 0.0, sdx = 0.0;
-        run_dot2(dout + off, inp + off, S, mu, &sd, &sdx);
+        run_dot2(dz, x, S, mu, &sd, &sdx);
         rs1[r] = sd, rs2[r] = sdx;
         double w = weight ? weight[c] : 1.0;
         sg += w * sd, sgx += w * sdx * rs;
@@ -749,9 +822,9 @@ static void fast_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const 
     for (int t = 0; t < T; t++)
       for (int c = c0; c < c0 + Cg; c++) {
         size_t off = n * per + ((size_t)t * C + c) * S;
-        const float *d = dout + off, *x = inp + off;
+        const float *d = silu ? dzg + ((size_t)t * Cg + (c - c0)) * S : dout + off, *x = inp + off;
         float *dx = dinp + off;
-        /* rstd (w d - mg - xhat mgx) */
+        /* rstd (w dz - mg - xhat mgx) */
         float a = rs * (weight ? weight[c] : 1.0f), bx = -rs * rs * mgx, c1 = -rs * mg;
 #pragma omp simd
         for (int i = 0; i < S; i++) dx[i] += a * d[i] + bx * (x[i] - mu) + c1;
@@ -771,6 +844,18 @@ static void fast_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const 
     }
   }
   free(rs1);
+}
+
+static void fast_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *mean, const float *rstd,
+                               const float *weight, int N, int T, int C, int S, int G) {
+  gn_bwd(dinp, dweight, dbias, dout, inp, mean, rstd, weight, NULL, N, T, C, S, G, 0);
+}
+static void fast_groupnorm_silu_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                                    const float *inp, const float *mean, const float *rstd,
+                                    const float *weight, const float *bias, int N, int T, int C,
+                                    int S, int G) {
+  gn_bwd(dinp, dweight, dbias, dout, inp, mean, rstd, weight, bias, N, T, C, S, G, 1);
 }
 
 static void fast_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,
@@ -845,42 +930,6 @@ static void fast_layernorm_bwd(float *dinp, float *dweight, float *dbias, const 
 
 /* ---- activations, element-wise ------------------------------------------------------------------
  */
-
-#define EXP_POLY(f)                                              \
-  (1.0f +                                                        \
-   (f) * (1.0f + (f) * (0.5f + (f) * (1.0f / 6 +                 \
-                                      (f) * (1.0f / 24 +         \
-                                             (f) * (1.0f / 120 + \
-                                                    (f) * (1.0f / 720 + (f) * (1.0f / 5040))))))))
-
-#define EW_PAR _Pragma("omp parallel for simd schedule(static) if (n > 32768)")
-
-/* exp(x) in float without branches, so that the loops below vectorise: x clamped to [-87, 88]
- * (the result stays a normal float), x = r ln2 + f with r = round(x log2 e) and f reduced in two
- * parts (Cody-Waite, exact for |r| <= 127), e^f by its degree-7 Taylor polynomial on
- * |f| <= ln2/2, then r added to the exponent bits. Relative error below 3e-7. */
-static inline float vexpf(float x) {
-  x = x > -87.0f ? x : -87.0f; /* NaN becomes -87 here; callers' other factors keep it NaN */
-  x = x < 88.0f ? x : 88.0f;
-  float r = (x * 1.4426950408889634f + 12582912.0f) - 12582912.0f; /* round to nearest */
-  float f = (x - r * 0.693145752f) - r * 1.42860677e-6f;
-  union {
-    float f;
-    int32_t i;
-  } u = {EXP_POLY(f)};
-  u.i += (int32_t)r * (1 << 23);
-  return u.f;
-}
-
-/* erf(z) given e = exp(-z*z) (callers have it: GELU's derivative needs the same exponential).
- * Abramowitz & Stegun 7.1.26: absolute error below 1.5e-7 (plus float rounding). */
-static inline float verf_given_exp(float z, float e) {
-  float a = z < 0.0f ? -z : z, t = 1.0f / (1.0f + 0.3275911f * a);
-  float p = t * (0.254829592f +
-                 t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-  float y = 1.0f - p * e;
-  return z < 0.0f ? -y : y;
-}
 
 static void fast_silu_fwd(float *out, const float *inp, int64_t n) {
   EW_PAR for (int64_t i = 0; i < n; i++) out[i] = inp[i] / (1.0f + vexpf(-inp[i]));
@@ -1264,6 +1313,8 @@ const ops_backend ops_cpu_fast_table = {
     .conv3d_bwd = fast_conv3d_bwd,
     .groupnorm_fwd = fast_groupnorm_fwd,
     .groupnorm_bwd = fast_groupnorm_bwd,
+    .groupnorm_silu_fwd = fast_groupnorm_silu_fwd,
+    .groupnorm_silu_bwd = fast_groupnorm_silu_bwd,
     .layernorm_fwd = fast_layernorm_fwd,
     .layernorm_bwd = fast_layernorm_bwd,
     .silu_fwd = fast_silu_fwd,

@@ -3,6 +3,8 @@
  * Plain C, serial, double accumulation for every reduction. */
 #include "kernels/cpu/cpu_ops.h"
 
+#include "common/log.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +202,39 @@ void ref_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *d
       if (dweight) dweight[c] += (float)sw;
       if (dbias) dbias[c] += (float)sb;
     }
+}
+
+/* the composition, step by step: group norm, then SiLU; backward through the recomputed
+ * normalised values */
+void ref_groupnorm_silu_fwd(float *out, float *mean, float *rstd, const float *inp,
+                            const float *weight, const float *bias, int N, int T, int C, int S,
+                            int G, float eps) {
+  ref_groupnorm_fwd(out, mean, rstd, inp, weight, bias, N, T, C, S, G, eps);
+  int64_t n = (int64_t)N * T * C * S;
+  for (int64_t i = 0; i < n; i++) out[i] = (float)(out[i] / (1.0 + exp(-(double)out[i])));
+}
+void ref_groupnorm_silu_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *mean, const float *rstd,
+                            const float *weight, const float *bias, int N, int T, int C, int S,
+                            int G) {
+  int Cg = C / G;
+  size_t per = (size_t)T * C * S;
+  int64_t n = (int64_t)N * per;
+  float *dz = xmalloc(sizeof(float) * (size_t)(n ? n : 1));
+  for (int b = 0; b < N; b++)
+    for (int t = 0; t < T; t++)
+      for (int c = 0; c < C; c++) {
+        int g = c / Cg;
+        double mu = mean[b * G + g], rs = rstd[b * G + g];
+        double w = weight ? weight[c] : 1.0, bc = bias ? bias[c] : 0.0;
+        size_t off = b * per + ((size_t)t * C + c) * S;
+        for (int i = 0; i < S; i++) {
+          float z = (float)((inp[off + i] - mu) * rs * w + bc);
+          dz[off + i] = dout[off + i] * cpu_silu_d(z);
+        }
+      }
+  ref_groupnorm_bwd(dinp, dweight, dbias, dz, inp, mean, rstd, weight, N, T, C, S, G);
+  free(dz);
 }
 
 void ref_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *weight,
@@ -654,6 +689,8 @@ const ops_backend ops_cpu_ref_table = {
     .conv3d_bwd = ref_conv3d_bwd,
     .groupnorm_fwd = ref_groupnorm_fwd,
     .groupnorm_bwd = ref_groupnorm_bwd,
+    .groupnorm_silu_fwd = ref_groupnorm_silu_fwd,
+    .groupnorm_silu_bwd = ref_groupnorm_silu_bwd,
     .layernorm_fwd = ref_layernorm_fwd,
     .layernorm_bwd = ref_layernorm_bwd,
     .silu_fwd = ref_silu_fwd,

@@ -28,6 +28,8 @@ static ops_backend make_table(void) {
   t.gelu_tanh_bwd = cu_gelu_tanh_bwd;
   t.gelu_erf_fwd = cu_gelu_erf_fwd;
   t.gelu_erf_bwd = cu_gelu_erf_bwd;
+  t.groupnorm_silu_fwd = cu_groupnorm_silu_fwd;
+  t.groupnorm_silu_bwd = cu_groupnorm_silu_bwd;
   t.geglu_fwd = cu_geglu_fwd;
   t.geglu_bwd = cu_geglu_bwd;
   t.softmax_fwd = cu_softmax_fwd;

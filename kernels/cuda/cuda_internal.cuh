@@ -152,6 +152,13 @@ void cu_gelu_tanh_fwd(float *out, const float *inp, int64_t n);
 void cu_gelu_tanh_bwd(float *dinp, const float *dout, const float *inp, int64_t n);
 void cu_gelu_erf_fwd(float *out, const float *inp, int64_t n);
 void cu_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, int64_t n);
+void cu_groupnorm_silu_fwd(float *out, float *mean, float *rstd, const float *inp,
+                           const float *weight, const float *bias, int N, int T, int C, int S,
+                           int G, float eps);
+void cu_groupnorm_silu_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *mean, const float *rstd,
+                           const float *weight, const float *bias, int N, int T, int C, int S,
+                           int G);
 void cu_geglu_fwd(float *out, const float *inp, int M, int F);
 void cu_geglu_bwd(float *dinp, const float *dout, const float *inp, int M, int F);
 void cu_softmax_fwd(float *out, const float *inp, int N, int C);

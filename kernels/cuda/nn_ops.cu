@@ -14,9 +14,15 @@ __device__ inline int64_t gn_off(int64_t j, int n, int g, int T, int C, int S, i
   return (((int64_t)n * T + t) * C + (int64_t)g * Cg) * S + rem;
 }
 
+/* dz for the fused group norm + SiLU: dout * silu'(z), z = xhat w + b recomputed */
+__device__ inline double gn_silu_grad(double dout, double xh, double wc, double bc) {
+  double z = xh * wc + bc, sg = 1.0 / (1.0 + exp(-z));
+  return dout * sg * (1.0 + z * (1.0 - sg));
+}
+
 static __global__ void gn_fwd_k(float *out, float *mean, float *rstd, const float *x,
                                 const float *w, const float *b, int T, int C, int S, int G,
-                                float eps) {
+                                float eps, int silu) {
   __shared__ double sh[32];
   int n = blockIdx.x / G, g = blockIdx.x % G, Cg = C / G;
   int64_t cnt = (int64_t)T * Cg * S;
@@ -36,14 +42,14 @@ static __global__ void gn_fwd_k(float *out, float *mean, float *rstd, const floa
   for (int64_t j = threadIdx.x; j < cnt; j += blockDim.x) {
     int64_t o = gn_off(j, n, g, T, C, S, Cg);
     int c = g * Cg + (int)((j % ((int64_t)Cg * S)) / S);
-    double wc = w ? w[c] : 1.0, bc = b ? b[c] : 0.0;
-    out[o] = (float)((x[o] - mu) * rs * wc + bc);
+    double wc = w ? w[c] : 1.0, bc = b ? b[c] : 0.0, z = (x[o] - mu) * rs * wc + bc;
+    out[o] = (float)(silu ? z / (1.0 + exp(-z)) : z);
   }
 }
 
 static __global__ void gn_bwd_input_k(float *dinp, const float *dout, const float *x,
                                       const float *mean, const float *rstd, const float *w,
-                                      int T, int C, int S, int G) {
+                                      const float *b, int T, int C, int S, int G, int silu) {
   __shared__ double sh[32];
   int n = blockIdx.x / G, g = blockIdx.x % G, Cg = C / G;
   int64_t cnt = (int64_t)T * Cg * S;
@@ -52,7 +58,9 @@ static __global__ void gn_bwd_input_k(float *dinp, const float *dout, const floa
   for (int64_t j = threadIdx.x; j < cnt; j += blockDim.x) {
     int64_t o = gn_off(j, n, g, T, C, S, Cg);
     int c = g * Cg + (int)((j % ((int64_t)Cg * S)) / S);
-    double gg = (double)dout[o] * (w ? w[c] : 1.0), xh = (x[o] - mu) * rs;
+    double wc = w ? w[c] : 1.0, xh = (x[o] - mu) * rs;
+    double dz = silu ? gn_silu_grad(dout[o], xh, wc, b ? b[c] : 0.0) : dout[o];
+    double gg = dz * wc;
     sg += gg;
     sgx += gg * xh;
   }
@@ -61,15 +69,17 @@ static __global__ void gn_bwd_input_k(float *dinp, const float *dout, const floa
   for (int64_t j = threadIdx.x; j < cnt; j += blockDim.x) {
     int64_t o = gn_off(j, n, g, T, C, S, Cg);
     int c = g * Cg + (int)((j % ((int64_t)Cg * S)) / S);
-    double gg = (double)dout[o] * (w ? w[c] : 1.0), xh = (x[o] - mu) * rs;
+    double wc = w ? w[c] : 1.0, xh = (x[o] - mu) * rs;
+    double dz = silu ? gn_silu_grad(dout[o], xh, wc, b ? b[c] : 0.0) : dout[o];
+    double gg = dz * wc;
     dinp[o] += (float)(rs * (gg - mg - xh * mgx));
   }
 }
 
 /* one block per channel c: dweight[c] += sum dout*xhat, dbias[c] += sum dout over n, t, s */
 static __global__ void gn_bwd_param_k(float *dw, float *db, const float *dout, const float *x,
-                                      const float *mean, const float *rstd, int N, int T, int C,
-                                      int S, int G) {
+                                      const float *mean, const float *rstd, const float *w,
+                                      const float *b, int N, int T, int C, int S, int G, int silu) {
   __shared__ double sh[32];
   int c = blockIdx.x, g = c / (C / G);
   int64_t cnt = (int64_t)N * T * S;
@@ -78,9 +88,10 @@ static __global__ void gn_bwd_param_k(float *dw, float *db, const float *dout, c
     int64_t nt = j / S, s = j - nt * S;
     int n = (int)(nt / T);
     int64_t o = (nt * C + c) * S + s;
-    double d = dout[o];
+    double xh = (x[o] - (double)mean[n * G + g]) * rstd[n * G + g];
+    double d = silu ? gn_silu_grad(dout[o], xh, w ? w[c] : 1.0, b ? b[c] : 0.0) : dout[o];
     sb += d;
-    if (dw) sw += d * ((x[o] - (double)mean[n * G + g]) * rstd[n * G + g]);
+    if (dw) sw += d * xh;
   }
   sb = cu_block_sum(sb, sh);
   sw = cu_block_sum(sw, sh);
@@ -92,29 +103,55 @@ static __global__ void gn_bwd_param_k(float *dw, float *db, const float *dout, c
 
 static unsigned norm_threads(int64_t cnt) { return cnt >= 4096 ? 512 : cnt >= 512 ? 256 : 128; }
 
+static void gn_fwd_launch(float *out, float *mean, float *rstd, const float *inp,
+                          const float *weight, const float *bias, int N, int T, int C, int S,
+                          int G, float eps, int silu) {
+  if (N <= 0 || G <= 0) return;
+  gn_fwd_k<<<(unsigned)N * G, norm_threads((int64_t)T * (C / G) * S), 0, g_cu.compute>>>(
+      out, mean, rstd, inp, weight, bias, T, C, S, G, eps, silu);
+  CU_LAUNCHED();
+}
+
+static void gn_bwd_launch(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *mean, const float *rstd,
+                          const float *weight, const float *bias, int N, int T, int C, int S,
+                          int G, int silu) {
+  if (N <= 0 || G <= 0) return;
+  if (dinp) {
+    gn_bwd_input_k<<<(unsigned)N * G, norm_threads((int64_t)T * (C / G) * S), 0, g_cu.compute>>>(
+        dinp, dout, inp, mean, rstd, weight, bias, T, C, S, G, silu);
+    CU_LAUNCHED();
+  }
+  if (dweight || dbias) {
+    gn_bwd_param_k<<<(unsigned)C, norm_threads((int64_t)N * T * S), 0, g_cu.compute>>>(
+        dweight, dbias, dout, inp, mean, rstd, weight, bias, N, T, C, S, G, silu);
+    CU_LAUNCHED();
+  }
+}
+
 extern "C" void cu_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp,
                                  const float *weight, const float *bias, int N, int T, int C,
                                  int S, int G, float eps) {
-  if (N <= 0 || G <= 0) return;
-  gn_fwd_k<<<(unsigned)N * G, norm_threads((int64_t)T * (C / G) * S), 0, g_cu.compute>>>(
-      out, mean, rstd, inp, weight, bias, T, C, S, G, eps);
-  CU_LAUNCHED();
+  gn_fwd_launch(out, mean, rstd, inp, weight, bias, N, T, C, S, G, eps, 0);
 }
 
 extern "C" void cu_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *dout,
                                  const float *inp, const float *mean, const float *rstd,
                                  const float *weight, int N, int T, int C, int S, int G) {
-  if (N <= 0 || G <= 0) return;
-  if (dinp) {
-    gn_bwd_input_k<<<(unsigned)N * G, norm_threads((int64_t)T * (C / G) * S), 0, g_cu.compute>>>(
-        dinp, dout, inp, mean, rstd, weight, T, C, S, G);
-    CU_LAUNCHED();
-  }
-  if (dweight || dbias) {
-    gn_bwd_param_k<<<(unsigned)C, norm_threads((int64_t)N * T * S), 0, g_cu.compute>>>(
-        dweight, dbias, dout, inp, mean, rstd, N, T, C, S, G);
-    CU_LAUNCHED();
-  }
+  gn_bwd_launch(dinp, dweight, dbias, dout, inp, mean, rstd, weight, NULL, N, T, C, S, G, 0);
+}
+
+extern "C" void cu_groupnorm_silu_fwd(float *out, float *mean, float *rstd, const float *inp,
+                                      const float *weight, const float *bias, int N, int T, int C,
+                                      int S, int G, float eps) {
+  gn_fwd_launch(out, mean, rstd, inp, weight, bias, N, T, C, S, G, eps, 1);
+}
+
+extern "C" void cu_groupnorm_silu_bwd(float *dinp, float *dweight, float *dbias,
+                                      const float *dout, const float *inp, const float *mean,
+                                      const float *rstd, const float *weight, const float *bias,
+                                      int N, int T, int C, int S, int G) {
+  gn_bwd_launch(dinp, dweight, dbias, dout, inp, mean, rstd, weight, bias, N, T, C, S, G, 1);
 }
 
 extern "C" void cu_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,

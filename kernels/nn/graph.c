@@ -367,9 +367,12 @@ nn_var nn_group_norm(nn_ctx *c, nn_var x, nn_var g, nn_var b, int64_t B, int64_t
   node_t *d = node_new(c, NOP_GNORM, y);
   d->sv[0] = saved_alloc(c, (size_t)(2 * B * G) * sizeof(float)); /* mean (B, G), rstd (B, G) */
   d->sv[1] = d->sv[0] + B * G;
-  op_groupnorm_fwd(D(y), d->sv[0], d->sv[1], D(x), DN(g), DN(b), dim32(B), dim32(T), dim32(C),
-                   dim32(S), G, eps);
-  if (silu) op_silu_fwd(D(y), D(y), N_(x));
+  if (silu)
+    op_groupnorm_silu_fwd(D(y), d->sv[0], d->sv[1], D(x), DN(g), DN(b), dim32(B), dim32(T),
+                          dim32(C), dim32(S), G, eps);
+  else
+    op_groupnorm_fwd(D(y), d->sv[0], d->sv[1], D(x), DN(g), DN(b), dim32(B), dim32(T), dim32(C),
+                     dim32(S), G, eps);
   d->in[0] = x, d->in[1] = g, d->in[2] = b;
   d->i[0] = B, d->i[1] = T, d->i[2] = C, d->i[3] = S, d->i[4] = G, d->i[5] = silu;
   d->f[0] = eps;
@@ -704,18 +707,13 @@ static void backward_node(nn_ctx *c, node_t *d) {
     break;
   case NOP_GNORM: {
     int B = (int)I[0], T = (int)I[1], C = (int)I[2], S = (int)I[3], G = (int)I[4];
-    const float *x = D(d->in[0]), *gw = DN(d->in[1]), *dz = dy;
-    if (I[5]) { /* SiLU: dz = silu'(z) dy with z the normalised values, recomputed */
-      int64_t n = N_(d->out);
-      float *z = nn_scratch(c, (size_t)(2 * n + 2 * (int64_t)B * G)), *g = z + n;
-      op_groupnorm_fwd(z, g + n, g + n + (int64_t)B * G, x, gw, DN(d->in[2]), B, T, C, S, G,
-                       d->f[0]);
-      dzero(g, n);
-      op_silu_bwd(g, dy, z, n);
-      dz = g;
-    }
-    op_groupnorm_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), gbuf(c, d->in[2]), dz, x, d->sv[0],
-                     d->sv[1], gw, B, T, C, S, G);
+    if (I[5]) /* with SiLU: the op recomputes the normalised values */
+      op_groupnorm_silu_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), gbuf(c, d->in[2]), dy,
+                            D(d->in[0]), d->sv[0], d->sv[1], DN(d->in[1]), DN(d->in[2]), B, T, C,
+                            S, G);
+    else
+      op_groupnorm_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), gbuf(c, d->in[2]), dy, D(d->in[0]),
+                       d->sv[0], d->sv[1], DN(d->in[1]), B, T, C, S, G);
     break;
   }
   case NOP_LNORM:
