@@ -1081,6 +1081,28 @@ static void fast_add_fwd(float *out, const float *a, const float *b, int64_t n) 
 static void fast_axpy(float *y, float alpha, const float *x, int64_t n) {
   EW_PAR for (int64_t i = 0; i < n; i++) y[i] += alpha * x[i];
 }
+/* dbias (B, C) += sums of dout over (T, S) per (b, c); dinp += dout */
+static void fast_bias_add_bwd(float *dinp, float *dbias, const float *dout, int B, int T, int C,
+                              int S) {
+  if (dinp) fast_axpy(dinp, 1.0f, dout, (int64_t)B * T * C * S);
+  if (!dbias) return;
+#pragma omp parallel for schedule(static) if ((int64_t)B * T * C * S > 32768)
+  for (int bc = 0; bc < B * C; bc++) {
+    int b = bc / C, c = bc % C;
+    double sacc = 0.0;
+    for (int t = 0; t < T; t++) {
+      const float *r = dout + (((size_t)b * T + t) * C + c) * S;
+      for (int i0 = 0; i0 < S; i0 += NORM_BLOCK) {
+        int m = S - i0 < NORM_BLOCK ? S - i0 : NORM_BLOCK;
+        float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+        for (int i = 0; i < m; i++) part += r[i0 + i];
+        sacc += part;
+      }
+    }
+    dbias[bc] += (float)sacc;
+  }
+}
 static void fast_scale_fwd(float *out, const float *inp, float s, int64_t n) {
   EW_PAR for (int64_t i = 0; i < n; i++) out[i] = s * inp[i];
 }
@@ -1346,7 +1368,7 @@ const ops_backend ops_cpu_fast_table = {
     .mul_fwd = fast_mul_fwd,
     .mul_bwd = ref_mul_bwd,
     .bias_add_fwd = ref_bias_add_fwd,
-    .bias_add_bwd = ref_bias_add_bwd,
+    .bias_add_bwd = fast_bias_add_bwd,
     .l2norm_fwd = ref_l2norm_fwd,
     .l2norm_bwd = ref_l2norm_bwd,
     .timestep_embedding = ref_timestep_embedding,
