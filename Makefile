@@ -23,6 +23,9 @@ CUDA_ARCH ?= sm_90
 CC    ?= gcc
 
 .DEFAULT_GOAL := all
+# Keep every object file: the chained rules would otherwise delete them as intermediates after
+# each build, and the next change would recompile everything.
+.SECONDARY:
 # Build on every core unless the caller chose (-j on the command line wins).
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 ifeq ($(filter -j%,$(MAKEFLAGS)),)
