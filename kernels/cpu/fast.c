@@ -291,8 +291,8 @@ static void col2im_add(float *dx, const float *dcol, int Cin, int H, int W, int 
 
 /* Loop over `n` independent work items, split into work_chunks(n) contiguous chunks that the
  * threads take dynamically (a thread delayed by another process does not hold the others up).
- * With at least as many items as threads: OpenMP over the chunks, BLAS single-threaded inside;
- * otherwise a serial loop with threaded BLAS. In the body, `item` is the item, `chunk` its
+ * With at least as many items as threads: OpenMP over the chunks (sgemm inside runs on the
+ * calling thread); otherwise a serial loop whose GEMMs split over the threads. In the body, `item` is the item, `chunk` its
  * chunk (parameter-gradient partial sums go to one buffer per chunk, then are added in chunk
  * order: the same bits for a fixed thread count, however the chunks were scheduled) and `tid`
  * the thread (per-thread scratch). */
