@@ -2,8 +2,9 @@
  * unet_config_default, 8 text tokens), FLOPs counted analytically per op (backward = 2×
  * forward), beside cblas_sgemm GFLOP/s (512³) measured in the same run, on 1 and 2 threads
  * (model passes and sgemm bursts alternate, and the best of each is kept, so that a busy spell
- * on a shared machine does not land on one side of the ratio only), then once more with per-block recomputation (FLOPs still counted without the recompute, so
- * that row shows what the memory saving costs; act MiB is the peak of activations + grads).
+ * on a shared machine does not land on one side of the ratio only), then once more with
+ * per-block recomputation (FLOPs still counted without the recompute, so that row shows what
+ * the memory saving costs; act MiB is the peak of activations + grads).
  * The model runs through kernels/ops.h on the fast CPU backend (TURBO_BENCH_BACKEND=ref for the
  * reference). "cpu ms" is the process CPU time of the best pass: on a shared machine the
  * single-thread row's cpu ms is the time the work itself took, whatever else was running.

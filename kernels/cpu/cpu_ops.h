@@ -15,16 +15,6 @@ extern const ops_backend ops_cpu_fast_table;
 /* Threads the fast backend uses (set through its set_num_threads entry). */
 int cpu_fast_threads(void);
 
-/* Group statistics and normalisation of one (n, g) block: `x` points at sample n, laid out
- * (T, C, S); the group's channels are c0 .. c0+Cg-1. */
-void cpu_gn_group_fwd(float *out, float *mean, float *rstd, const float *x, const float *weight,
-                      const float *bias, int T, int C, int S, int c0, int Cg, float eps);
-void cpu_gn_group_bwd_input(float *dinp, const float *dout, const float *x, float mean, float rstd,
-                            const float *weight, int T, int C, int S, int c0, int Cg);
-void cpu_ln_row_fwd(float *out, float *mean, float *rstd, const float *x, const float *weight,
-                    const float *bias, int C, float eps);
-void cpu_ln_row_bwd_input(float *dinp, const float *dout, const float *x, float mean, float rstd,
-                          const float *weight, int C);
 void cpu_softmax_row(float *out, const float *inp, int C);
 void cpu_softmax_row_bwd(float *dinp, const float *dout, const float *out, int C);
 /* One attention query row's probabilities from its raw scores (already scaled): applies the

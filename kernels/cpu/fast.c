@@ -181,6 +181,21 @@ static void fast_linear_bwd(float *dinp, float *dweight, float *dbias, const flo
   if (dbias) colsum_add(dbias, dout, N, Cout);
 }
 
+/* dst[c] += the sum of g (nb, C, S) over its nb blocks and S positions: the bias gradient of
+ * every channel-major layout. Summed in double (vectorised), in parallel over channels. */
+static void channel_sums_add(float *dst, const float *g, int64_t nb, int C, size_t S) {
+#pragma omp parallel for schedule(static) if (nb * C * (int64_t)S > 32768)
+  for (int c = 0; c < C; c++) {
+    double sacc = 0.0;
+    for (int64_t b = 0; b < nb; b++) {
+      const float *r = g + ((size_t)b * C + c) * S;
+#pragma omp simd reduction(+ : sacc)
+      for (size_t i = 0; i < S; i++) sacc += r[i];
+    }
+    dst[c] += (float)sacc;
+  }
+}
+
 /* ---- conv2d: im2col + sgemm over groups of images ----------------------------------------------
  */
 
@@ -292,10 +307,10 @@ static void col2im_add(float *dx, const float *dcol, int Cin, int H, int W, int 
 /* Loop over `n` independent work items, split into work_chunks(n) contiguous chunks that the
  * threads take dynamically (a thread delayed by another process does not hold the others up).
  * With at least as many items as threads: OpenMP over the chunks (sgemm inside runs on the
- * calling thread); otherwise a serial loop whose GEMMs split over the threads. In the body, `item` is the item, `chunk` its
- * chunk (parameter-gradient partial sums go to one buffer per chunk, then are added in chunk
- * order: the same bits for a fixed thread count, however the chunks were scheduled) and `tid`
- * the thread (per-thread scratch). */
+ * calling thread); otherwise a serial loop whose GEMMs split over the threads. In the body,
+ * `item` is the item, `chunk` its chunk (parameter-gradient partial sums go to one buffer per
+ * chunk, then are added in chunk order: the same bits for a fixed thread count, however the
+ * chunks were scheduled) and `tid` the thread (per-thread scratch). */
 static int work_threads(int64_t n) {
   int nt = cpu_fast_threads();
   return (n >= nt && nt > 1) ? nt : 1;
@@ -427,15 +442,7 @@ static void fast_conv2d_bwd(float *dinp, float *dweight, float *dbias, const flo
     }
     sgemm(0, 1, Cout, (int)K, (int)ld, 1.0f, G, (int)ld, c, (int)ld, 1.0f, dw, (int)K);
   }
-  if (dbias) {
-    for (int co = 0; co < Cout; co++) {
-      double sacc = 0.0;
-      const float *r = G + (size_t)co * ld;
-#pragma omp simd reduction(+ : sacc)
-      for (size_t i = 0; i < ld; i++) sacc += r[i];
-      db[co] += (float)sacc;
-    }
-  }
+  if (dbias) channel_sums_add(db, G, 1, Cout, ld);
   if (dinp) {
     float *dx = dinp + (size_t)n0 * Cin * H * W;
     if (direct && gi == 1) {
@@ -529,17 +536,7 @@ static void fast_tconv_bwd(float *dinp, float *dweight, float *dbias, const floa
             s += dw[(size_t)th * WN + ((size_t)j * Cout + co) * Cin + ci];
           dweight[((size_t)co * Cin + ci) * kt + j] += s;
         }
-  if (dbias) {
-#pragma omp parallel for schedule(static)
-    for (int co = 0; co < Cout; co++) {
-      double s = 0.0;
-      for (int64_t bt = 0; bt < (int64_t)B * T; bt++) {
-        const float *g = dout + ((size_t)bt * Cout + co) * S;
-        for (int i = 0; i < S; i++) s += g[i];
-      }
-      dbias[co] += (float)s;
-    }
-  }
+  if (dbias) channel_sums_add(dbias, dout, (int64_t)B * T, Cout, S);
   aligned_free(wr);
 }
 
@@ -634,17 +631,7 @@ static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const flo
             dweight[(((size_t)co * Cin + ci) * kt + j) * kk + e] += s;
           }
   }
-  if (dbias) {
-#pragma omp parallel for schedule(static)
-    for (int co = 0; co < Cout; co++) {
-      double s = 0.0;
-      for (int64_t bt = 0; bt < (int64_t)B * To; bt++) {
-        const float *g = dout + ((size_t)bt * Cout + co) * HWo;
-        for (size_t i = 0; i < HWo; i++) s += g[i];
-      }
-      dbias[co] += (float)s;
-    }
-  }
+  if (dbias) channel_sums_add(dbias, dout, (int64_t)B * To, Cout, HWo);
   aligned_free(wr);
 }
 
@@ -663,7 +650,8 @@ static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const flo
 /* exp(x) in float without branches, so that the loops below vectorise: x clamped to [-87, 88]
  * (the result stays a normal float), x = r ln2 + f with r = round(x log2 e) and f reduced in two
  * parts (Cody-Waite, exact for |r| <= 127), e^f by its degree-7 Taylor polynomial on
- * |f| <= ln2/2, then r added to the exponent bits. Relative error below 3e-7. */
+ * |f| <= ln2/2, then r added to the exponent bits. Measured relative error over [-87, 88]
+ * (steps of 1e-4, against exp in double): at most 9.9e-8. */
 static inline float vexpf(float x) {
   x = x > -87.0f ? x : -87.0f; /* NaN becomes -87 here; callers' other factors keep it NaN */
   x = x < 88.0f ? x : 88.0f;
@@ -678,7 +666,8 @@ static inline float vexpf(float x) {
 }
 
 /* erf(z) given e = exp(-z*z) (callers have it: GELU's derivative needs the same exponential).
- * Abramowitz & Stegun 7.1.26: absolute error below 1.5e-7 (plus float rounding). */
+ * Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7 in exact arithmetic); measured in
+ * float over [-6, 6] against erf in double: at most 5.3e-7, near 0 where 1 - p e cancels. */
 static inline float verf_given_exp(float z, float e) {
   float a = z < 0.0f ? -z : z, t = 1.0f / (1.0f + 0.3275911f * a);
   float p = t * (0.254829592f +
@@ -979,7 +968,8 @@ static void fast_geglu_bwd(float *dinp, const float *dout, const float *inp, int
     float *da = dinp + (size_t)m * 2 * F, *dg = da + F;
 #pragma omp simd
     for (int f = 0; f < F; f++) {
-      float x = g[f], z = x * 0.70710678f, e = vexpf(-z * z), cdf = 0.5f * (1.0f + verf_given_exp(z, e));
+      float x = g[f], z = x * 0.70710678f, e = vexpf(-z * z);
+      float cdf = 0.5f * (1.0f + verf_given_exp(z, e));
       da[f] += dy[f] * x * cdf;
       dg[f] += dy[f] * a[f] * (cdf + x * 0.39894228f * e);
     }
@@ -1085,23 +1075,9 @@ static void fast_axpy(float *y, float alpha, const float *x, int64_t n) {
 static void fast_bias_add_bwd(float *dinp, float *dbias, const float *dout, int B, int T, int C,
                               int S) {
   if (dinp) fast_axpy(dinp, 1.0f, dout, (int64_t)B * T * C * S);
-  if (!dbias) return;
-#pragma omp parallel for schedule(static) if ((int64_t)B * T * C * S > 32768)
-  for (int bc = 0; bc < B * C; bc++) {
-    int b = bc / C, c = bc % C;
-    double sacc = 0.0;
-    for (int t = 0; t < T; t++) {
-      const float *r = dout + (((size_t)b * T + t) * C + c) * S;
-      for (int i0 = 0; i0 < S; i0 += NORM_BLOCK) {
-        int m = S - i0 < NORM_BLOCK ? S - i0 : NORM_BLOCK;
-        float part = 0.0f;
-#pragma omp simd reduction(+ : part)
-        for (int i = 0; i < m; i++) part += r[i0 + i];
-        sacc += part;
-      }
-    }
-    dbias[bc] += (float)sacc;
-  }
+  if (dbias)
+    for (int b = 0; b < B; b++)
+      channel_sums_add(dbias + (size_t)b * C, dout + (size_t)b * T * C * S, T, C, (size_t)S);
 }
 static void fast_scale_fwd(float *out, const float *inp, float s, int64_t n) {
   EW_PAR for (int64_t i = 0; i < n; i++) out[i] = s * inp[i];

@@ -9,10 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- shared row / group kernels (also used by the fast backend) ---------------------------- */
+/* ---- row / group kernels (the softmax and permute helpers are also used by the fast backend) */
 
-void cpu_gn_group_fwd(float *out, float *mean, float *rstd, const float *x, const float *weight,
-                      const float *bias, int T, int C, int S, int c0, int Cg, float eps) {
+/* Group statistics and normalisation of one (n, g) block: `x` points at sample n, laid out
+ * (T, C, S); the group's channels are c0 .. c0+Cg-1. */
+static void gn_group_fwd(float *out, float *mean, float *rstd, const float *x, const float *weight,
+                         const float *bias, int T, int C, int S, int c0, int Cg, float eps) {
   double s = 0.0, ss = 0.0;
   int64_t cnt = (int64_t)T * Cg * S;
   for (int t = 0; t < T; t++)
@@ -42,8 +44,9 @@ void cpu_gn_group_fwd(float *out, float *mean, float *rstd, const float *x, cons
 }
 
 /* dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * weight, over the group. */
-void cpu_gn_group_bwd_input(float *dinp, const float *dout, const float *x, float mean, float rstd,
-                            const float *weight, int T, int C, int S, int c0, int Cg) {
+static void gn_group_bwd_input(float *dinp, const float *dout, const float *x, float mean,
+                               float rstd, const float *weight, int T, int C, int S, int c0,
+                               int Cg) {
   double sg = 0.0, sgx = 0.0;
   int64_t cnt = (int64_t)T * Cg * S;
   for (int t = 0; t < T; t++)
@@ -66,15 +69,6 @@ void cpu_gn_group_bwd_input(float *dinp, const float *dout, const float *x, floa
         dinp[off + i] += (float)((double)rstd * (g - mg - xh * mgx));
       }
     }
-}
-
-void cpu_ln_row_fwd(float *out, float *mean, float *rstd, const float *x, const float *weight,
-                    const float *bias, int C, float eps) {
-  cpu_gn_group_fwd(out, mean, rstd, x, weight, bias, 1, C, 1, 0, C, eps);
-}
-void cpu_ln_row_bwd_input(float *dinp, const float *dout, const float *x, float mean, float rstd,
-                          const float *weight, int C) {
-  cpu_gn_group_bwd_input(dinp, dout, x, mean, rstd, weight, 1, C, 1, 0, C);
 }
 
 void cpu_softmax_row(float *out, const float *inp, int C) {
@@ -172,7 +166,7 @@ void ref_groupnorm_fwd(float *out, float *mean, float *rstd, const float *inp, c
   size_t per = (size_t)T * C * S;
   for (int n = 0; n < N; n++)
     for (int g = 0; g < G; g++)
-      cpu_gn_group_fwd(out + n * per, &mean[n * G + g], &rstd[n * G + g], inp + n * per, weight,
+      gn_group_fwd(out + n * per, &mean[n * G + g], &rstd[n * G + g], inp + n * per, weight,
                        bias, T, C, S, g * Cg, Cg, eps);
 }
 
@@ -184,7 +178,7 @@ void ref_groupnorm_bwd(float *dinp, float *dweight, float *dbias, const float *d
   if (dinp)
     for (int n = 0; n < N; n++)
       for (int g = 0; g < G; g++)
-        cpu_gn_group_bwd_input(dinp + n * per, dout + n * per, inp + n * per, mean[n * G + g],
+        gn_group_bwd_input(dinp + n * per, dout + n * per, inp + n * per, mean[n * G + g],
                                rstd[n * G + g], weight, T, C, S, g * Cg, Cg);
   if (dweight || dbias)
     for (int c = 0; c < C; c++) {

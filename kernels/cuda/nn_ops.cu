@@ -20,6 +20,19 @@ __device__ inline double gn_silu_grad(double dout, double xh, double wc, double 
   return dout * sg * (1.0 + z * (1.0 - sg));
 }
 
+/* element j of group (n, g): its offset *o, xhat *xh, and the gradient w.r.t. xhat (dz w) */
+__device__ inline double gn_grad_xhat(const float *dout, const float *x, const float *w,
+                                      const float *b, int64_t j, int n, int g, int T, int C, int S,
+                                      int Cg, double mu, double rs, int silu, int64_t *o,
+                                      double *xh) {
+  *o = gn_off(j, n, g, T, C, S, Cg);
+  int c = g * Cg + (int)((j % ((int64_t)Cg * S)) / S);
+  double wc = w ? w[c] : 1.0;
+  *xh = (x[*o] - mu) * rs;
+  double dz = silu ? gn_silu_grad(dout[*o], *xh, wc, b ? b[c] : 0.0) : dout[*o];
+  return dz * wc;
+}
+
 static __global__ void gn_fwd_k(float *out, float *mean, float *rstd, const float *x,
                                 const float *w, const float *b, int T, int C, int S, int G,
                                 float eps, int silu) {
@@ -56,22 +69,16 @@ static __global__ void gn_bwd_input_k(float *dinp, const float *dout, const floa
   double mu = mean[blockIdx.x], rs = rstd[blockIdx.x];
   double sg = 0.0, sgx = 0.0;
   for (int64_t j = threadIdx.x; j < cnt; j += blockDim.x) {
-    int64_t o = gn_off(j, n, g, T, C, S, Cg);
-    int c = g * Cg + (int)((j % ((int64_t)Cg * S)) / S);
-    double wc = w ? w[c] : 1.0, xh = (x[o] - mu) * rs;
-    double dz = silu ? gn_silu_grad(dout[o], xh, wc, b ? b[c] : 0.0) : dout[o];
-    double gg = dz * wc;
+    int64_t o;
+    double xh, gg = gn_grad_xhat(dout, x, w, b, j, n, g, T, C, S, Cg, mu, rs, silu, &o, &xh);
     sg += gg;
     sgx += gg * xh;
   }
   double mg = cu_block_sum(sg, sh) / (double)cnt;
   double mgx = cu_block_sum(sgx, sh) / (double)cnt;
   for (int64_t j = threadIdx.x; j < cnt; j += blockDim.x) {
-    int64_t o = gn_off(j, n, g, T, C, S, Cg);
-    int c = g * Cg + (int)((j % ((int64_t)Cg * S)) / S);
-    double wc = w ? w[c] : 1.0, xh = (x[o] - mu) * rs;
-    double dz = silu ? gn_silu_grad(dout[o], xh, wc, b ? b[c] : 0.0) : dout[o];
-    double gg = dz * wc;
+    int64_t o;
+    double xh, gg = gn_grad_xhat(dout, x, w, b, j, n, g, T, C, S, Cg, mu, rs, silu, &o, &xh);
     dinp[o] += (float)(rs * (gg - mg - xh * mgx));
   }
 }
