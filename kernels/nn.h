@@ -218,6 +218,30 @@ nn_var nn_cond_drop(nn_ctx *c, nn_var x, nn_var null_emb, int64_t B, int64_t E,
 nn_var nn_attention(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t Nq, int64_t Nk,
                     int64_t C, int heads, const char *name);
 
+/* As nn_attention, with a key-padding mask: key_keep (G, Nk) host flags, 1 = attend, 0 = the key
+ * is padding (probability exactly 0). NULL is nn_attention. A query whose keys are all masked
+ * gets a zero output. */
+nn_var nn_attention_masked(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t Nq,
+                           int64_t Nk, int64_t C, int heads, const uint8_t *key_keep,
+                           const char *name);
+/* Exact (erf) GELU. */
+nn_var nn_gelu(nn_ctx *c, nn_var x);
+/* Rows of x (M, C) scaled to unit L2 norm (norm clamped at 1e-6). */
+nn_var nn_l2norm(nn_ctx *c, nn_var x, int64_t M, int64_t C);
+/* Token embedding lookup: y (N, D) = table (V, D)[ids[n]]; ids (N) a host array (copied). An id
+ * outside [0, V) gives a zero row. The table gets the gradient. */
+nn_var nn_embedding(nn_ctx *c, nn_var table, const int32_t *ids, int64_t N, int64_t V,
+                    int64_t D);
+/* Weighted pooling over tokens: y (B, C) = sum_n w[b, n] x (B, N, C)[b, n]; w (B, N) a host
+ * array (copied; a constant), e.g. 1/count on valid tokens for a masked mean. */
+nn_var nn_token_pool(nn_ctx *c, nn_var x, const float *w, int64_t B, int64_t N, int64_t C);
+/* Softmax cross-entropy, a one-value var: mean over the N rows of -log softmax(scale ·
+ * logits (N, C))[target[n]]; target (N) a host array (copied) of classes in [0, C) (a row with
+ * another value counts nothing). Contrastive losses with hard negatives and pairwise
+ * preferences (logits [s_preferred, s_other], target 0, is the Bradley-Terry loss). */
+nn_var nn_xent(nn_ctx *c, nn_var logits, const int32_t *target, int64_t N, int64_t C,
+               float scale);
+
 /* Losses: a one-value var. mean (pred - target)^2, and the pseudo-Huber of LCM / T2V-Turbo
  * mean sqrt((pred - target)^2 + c^2) - c. Backpropagate with nn_backward(c, loss, &one). */
 nn_var nn_mse(nn_ctx *c, nn_var pred, nn_var target);

@@ -42,9 +42,32 @@ int ops_backend_register(ops_backend_id id, const ops_backend *table) {
   return TB_OK;
 }
 
-void ops_set_num_threads(int n) {
+/* Threads. An OpenMP thread count set on one thread (omp_set_num_threads) holds for that
+ * thread's parallel regions only, so a count set on a service's main thread would not reach
+ * the worker thread that runs its handlers. ops_set_num_threads therefore records the count
+ * with a generation number, and every op call first checks that its thread has applied the
+ * latest generation (one thread-local compare per call), applying it when not. */
+static int g_threads_n;
+static _Atomic int g_threads_gen;
+static _Thread_local int tl_threads_gen;
+
+static void threads_apply(int n) {
   for (int i = 0; i < OPS_NBACKENDS; i++)
     if (g_tables[i] && g_tables[i]->set_num_threads) g_tables[i]->set_num_threads(n);
+}
+
+void ops_set_num_threads(int n) {
+  g_threads_n = n;
+  threads_apply(n);
+  tl_threads_gen = ++g_threads_gen;
+}
+
+static inline void threads_sync(void) {
+  int gen = g_threads_gen;
+  if (__builtin_expect(tl_threads_gen != gen, 0)) {
+    tl_threads_gen = gen;
+    threads_apply(g_threads_n);
+  }
 }
 
 int ops_get_num_threads(void) { return cpu_fast_threads(); }
@@ -147,6 +170,7 @@ void ops_profile_report(FILE *f) {
   do {                                                        \
     const ops_backend *be_ = g_tables[g_current];             \
     if (!be_->name) ops_unsupported(#name);                   \
+    threads_sync();                                           \
     if (__builtin_expect(g_profile != 0, 0) && profile_on()) { \
       static int slot_ = -1;                                  \
       double t0_ = profile_begin();                           \

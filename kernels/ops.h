@@ -37,14 +37,17 @@ extern "C" {
 
 typedef enum { OPS_CPU_REF = 0, OPS_CPU_FAST = 1, OPS_CUDA = 2, OPS_NBACKENDS = 3 } ops_backend_id;
 
-/* Attention mask, broadcast over heads (and over the batch when mb == 1). Either part may be
- * NULL. `add` is added to the scaled scores before the softmax (e.g. -inf or -1e4 for padding);
- * `keep` is boolean: 0 removes the key (probability exactly 0). A query row with every key
- * removed gets all-zero probabilities and a zero output. */
+/* Attention mask, broadcast over heads; batch entry b of the op uses mask b % mb, so mb == 1
+ * shares one mask, mb == B gives each entry its own, and any mb dividing B repeats a per-group
+ * mask over a batch laid out (heads, groups) (the tape's head-major batches: entry h·G + g
+ * takes mask g with mb = G). Either part may be NULL. `add` is added to the scaled scores
+ * before the softmax (e.g. -inf or -1e4 for padding); `keep` is boolean: 0 removes the key
+ * (probability exactly 0). A query row with every key removed gets all-zero probabilities and a
+ * zero output. */
 typedef struct {
   const float *add;    /* (mb, Nq, Nk) or NULL */
   const uint8_t *keep; /* (mb, Nq, Nk) or NULL; 1 = attend, 0 = masked */
-  int mb;              /* 1 (same mask for every batch entry) or B */
+  int mb;              /* >= 1, dividing the op's batch B */
 } op_attn_mask;
 
 /* ---- the backend table --------------------------------------------------------------------
@@ -82,7 +85,9 @@ int ops_backend_register(ops_backend_id id, const ops_backend *table);
  * OpenMP's: OpenBLAS is kept on the calling thread and large GEMMs are split over the OpenMP
  * threads by the backend itself, so two pools never spin against each other. Leave
  * OMP_WAIT_POLICY unset (libgomp spins briefly, then sleeps): "passive" makes every parallel
- * region wake its threads through the kernel, 50-90 us a region on a 2-core VM against ~1.5 us. */
+ * region wake its threads through the kernel, 50-90 us a region on a 2-core VM against ~1.5 us.
+ * The count is process-wide: op calls on any thread (a service's worker, say) run with the
+ * count last set, whichever thread set it. */
 void ops_set_num_threads(int n);
 int ops_get_num_threads(void);
 

@@ -175,6 +175,23 @@ OP(concat_bwd, (float *da, float *db, const float *dout, int M, int Ca, int Cb, 
 OP(split_fwd, (float *a, float *b, const float *inp, int M, int Ca, int Cb, int S),
    (a, b, inp, M, Ca, Cb, S))
 
+/* ---- token sequences: embedding lookup and weighted pooling ---------------------------------
+ * Embedding lookup (text encoders): out (N, D) = table (V, D)[ids[n]]; ids (N) int32 (a device
+ * pointer on a device backend). An id outside [0, V) gives a zero row and no gradient.
+ * Backward: dtable (V, D) += each dout row at its id; rows sharing an id are summed in n order,
+ * so the result does not depend on threads. */
+OP(embedding_fwd, (float *out, const float *table, const int32_t *ids, int N, int V, int D),
+   (out, table, ids, N, V, D))
+OP(embedding_bwd, (float *dtable, const float *dout, const int32_t *ids, int N, int V, int D),
+   (dtable, dout, ids, N, V, D))
+/* Weighted sum over the tokens of each sequence: out (B, C) = sum_n w (B, N)[b, n] *
+ * inp (B, N, C)[b, n]; a masked mean when w is 1/count on the valid tokens and 0 on padding.
+ * w is a constant (no gradient). Backward: dinp[b, n] += w[b, n] * dout[b]. */
+OP(token_pool_fwd, (float *out, const float *inp, const float *w, int B, int N, int C),
+   (out, inp, w, B, N, C))
+OP(token_pool_bwd, (float *dinp, const float *dout, const float *w, int B, int N, int C),
+   (dinp, dout, w, B, N, C))
+
 /* ---- element-wise ---------------------------------------------------------------------------
  * Residual add out = a + b (its backward is op_axpy(da, 1, dout) and op_axpy(db, 1, dout));
  * axpy y += alpha x; scale out = s * inp (in place allowed; also the grad-clip multiply);
@@ -261,6 +278,18 @@ OP(infonce_fwd, (float *loss, float *probs_ab, float *probs_ba, const float *a, 
 OP(infonce_bwd, (float *da, float *db, float dloss, const float *a, const float *b,
    const float *probs_ab, const float *probs_ba, int N, int D, float temperature),
    (da, db, dloss, a, b, probs_ab, probs_ba, N, D, temperature))
+
+/* Softmax cross-entropy over rows of scaled logits (contrastive losses with hard negatives,
+ * pairwise preferences): probs (N, C) = softmax(scale * logits (N, C)) per row, saved;
+ * *loss = (1/N) sum_n -log probs[n, target[n]]; target (N) int32 (a device pointer on a device
+ * backend). A row whose target is outside [0, C) adds nothing (and gets no gradient).
+ * Backward: dlogits += dloss * scale / N * (probs - onehot(target)). */
+OP(xent_fwd, (float *loss, float *probs, const float *logits, const int32_t *target, int N, int C,
+   float scale),
+   (loss, probs, logits, target, N, C, scale))
+OP(xent_bwd, (float *dlogits, float dloss, const float *probs, const int32_t *target, int N,
+   int C, float scale),
+   (dlogits, dloss, probs, target, N, C, scale))
 
 /* ---- optimisation kernels ---------------------------------------------------------------------
  * AdamW (PyTorch semantics): param *= 1 - lr*weight_decay; m = b1 m + (1-b1) g;

@@ -169,6 +169,35 @@ static nn_var b_extra(nn_ctx *c, const nn_var *in, void *arg) {
   return nn_concat_chan(c, d, ls, 1, 48, 2, 1);
 }
 
+/* key-padding mask: group g keeps its first 2 + g % 3 keys */
+static nn_var b_attn_masked(nn_ctx *c, const nn_var *in, void *arg) {
+  dims *d = arg; /* G Nq Nk C heads */
+  int64_t G = d->a[0], Nk = d->a[2];
+  uint8_t keep[64];
+  TB_CHECK(G * Nk <= 64);
+  for (int64_t g = 0; g < G; g++)
+    for (int64_t j = 0; j < Nk; j++) keep[g * Nk + j] = j < 2 + g % 3;
+  return nn_attention_masked(c, in[0], in[1], in[2], G, d->a[1], Nk, d->a[3], (int)d->a[4], keep,
+                             NULL);
+}
+/* a text-encoder-like chain: embedding, gelu, l2norm, token pool, and a cross-entropy over
+ * cosine logits; in[0] the table (V=6, D=4), in[1] a second batch of rows (3, 4) */
+static nn_var b_tokens(nn_ctx *c, const nn_var *in, void *arg) {
+  (void)arg;
+  static const int32_t ids[8] = {1, 4, 4, 0, 5, 2, 6, 3}; /* 6 is out of range: a zero row */
+  static const float w[8] = {0.5f, 0.5f, 0, 0, 0.25f, 0.25f, 0.25f, 0.25f};
+  static const int32_t target[3] = {1, 0, 2};
+  nn_var e = nn_embedding(c, in[0], ids, 8, 6, 4); /* (8, 4) as (B=2, N=4, C=4) */
+  nn_var g = nn_gelu(c, e);
+  nn_var p = nn_token_pool(c, g, w, 2, 4, 4);     /* (2, 4) */
+  nn_var pn = nn_l2norm(c, p, 2, 4);
+  nn_var rn = nn_l2norm(c, in[1], 3, 4);
+  nn_var lg = nn_linear(c, rn, pn, -1, 3, 4, 2);  /* (3, 2) cosines */
+  nn_var l = nn_xent(c, lg, target, 3, 2, 5.0f);  /* the last target is out of range */
+  nn_var gl = nn_concat_chan(c, g, lg, 1, 32, 6, 1);
+  return nn_concat_chan(c, gl, l, 1, 38, 1, 1);
+}
+
 static void run_cases(void);
 
 int main(void) {
@@ -261,6 +290,30 @@ static void run_cases(void) {
     k.nextra = 2 * 80 * 70;
     k.extra = xmalloc(k.nextra * sizeof(float));
     test_fill_uniform(k.extra, k.nextra, 98, -0.1f, 0.1f);
+    check_case(&k);
+    teardown(&k);
+  }
+  {
+    /* padded keys: several groups, two heads (the mask repeats over the head-major batch) */
+    dims d = {{4, 3, 5, 8, 2}};
+    int64_t n[3] = {4 * 3 * 8, 4 * 5 * 8, 4 * 5 * 8};
+    setup(&k, "attention key mask", 3, n, 4 * 3 * 8, 13);
+    k.build = b_attn_masked, k.arg = &d;
+    check_case(&k);
+    teardown(&k);
+  }
+  {
+    dims d = {{3, 4, 6, 6, 1}};
+    int64_t n[3] = {3 * 4 * 6, 3 * 6 * 6, 3 * 6 * 6};
+    setup(&k, "attention key mask 1 head", 3, n, 3 * 4 * 6, 14);
+    k.build = b_attn_masked, k.arg = &d;
+    check_case(&k);
+    teardown(&k);
+  }
+  {
+    int64_t n[2] = {24, 12};
+    setup(&k, "embedding/gelu/pool/l2norm/xent", 2, n, 39, 15);
+    k.build = b_tokens, k.arg = NULL;
     check_case(&k);
     teardown(&k);
   }

@@ -637,6 +637,12 @@ static void case_attention(const char *name, int B, int H, int Nq, int Nk, int D
       uint64_t st = 99;
       for (int i = 0; i < B * Nq * Nk; i++)
         ms->add[i] = test_rand_uniform(&st, 0, 1) < 0.25f ? -1e9f : test_rand_uniform(&st, -1, 1);
+    } else if (mask_kind == 3) {
+      /* keys masked per group g = b % mb, mb = B / 2: batch entries b and b + mb share one */
+      ms->m.keep = ms->keep, ms->m.mb = B / 2;
+      for (int g = 0; g < B / 2; g++)
+        for (int i = 0; i < Nq; i++)
+          for (int j = 0; j < Nk; j++) ms->keep[(g * Nq + i) * Nk + j] = j <= g % Nk;
     } else {
       ms->m.keep = ms->keep, ms->m.mb = 1;
       for (int i = 0; i < Nq; i++)
@@ -887,6 +893,89 @@ static void case_loss(const char *name, int which, int N, int D, float param, fl
   c.grad_in[0] = c.grad_in[1] = 1;
   c.out[0] = zeros(c.nout_el[0] = 1);
   if (which == 2) c.aux = zeros(c.aux_n = 2 * N * N), c.aux_kind = AUX_F32;
+  run_case(&c);
+}
+
+/* token embedding lookup, weighted pooling, cross-entropy: aux holds the int32 ids/targets */
+static int tok_fwd(const ops_backend *be, opcase *c) {
+  int *d = c->d;
+  switch (d[0]) {
+    case 0:
+      NEED(be, embedding_fwd);
+      be->embedding_fwd(c->out[0], c->in[0], c->aux, d[1], d[2], d[3]);
+      break;
+    case 1:
+      NEED(be, token_pool_fwd);
+      be->token_pool_fwd(c->out[0], c->in[0], c->in[1], d[1], d[2], d[3]);
+      break;
+    case 2:
+      NEED(be, xent_fwd);
+      be->xent_fwd(c->out[0], (float *)((int32_t *)c->aux + d[1]), c->in[0], c->aux, d[1], d[2],
+                   c->f[0]);
+      break;
+  }
+  return 1;
+}
+static int tok_bwd(const ops_backend *be, opcase *c, float **dout, float **din) {
+  int *d = c->d;
+  switch (d[0]) {
+    case 0:
+      NEED(be, embedding_bwd);
+      be->embedding_bwd(din[0], dout[0], c->aux, d[1], d[2], d[3]);
+      break;
+    case 1:
+      NEED(be, token_pool_bwd);
+      be->token_pool_bwd(din[0], dout[0], c->in[1], d[1], d[2], d[3]);
+      break;
+    case 2:
+      NEED(be, xent_bwd);
+      tok_fwd(be, c);
+      be->xent_bwd(din[0], c->f[3], (float *)((int32_t *)c->aux + d[1]), c->aux, d[1], d[2],
+                   c->f[0]);
+      break;
+  }
+  return 1;
+}
+/* embedding: N lookups into a (V, D) table, some ids repeated, one out of range */
+static void case_embedding(int N, int V, int D) {
+  opcase c = {.name = "embedding", .nin = 1, .nout = 1, .fwd = tok_fwd, .bwd = tok_bwd,
+              .h = 1e-2f, .tol = 1e-3};
+  c.d[0] = 0, c.d[1] = N, c.d[2] = V, c.d[3] = D;
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)V * D, -1, 1);
+  c.grad_in[0] = 1;
+  c.out[0] = zeros(c.nout_el[0] = (int64_t)N * D);
+  int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)N);
+  for (int n = 0; n < N; n++) ids[n] = (int32_t)((n * 7 + 3) % V);
+  ids[N - 1] = V; /* out of range: a zero row, no gradient */
+  if (N > 2) ids[1] = ids[0];
+  c.aux = ids, c.aux_kind = AUX_U8_DEVICE, c.aux_n = (int64_t)N * 4;
+  run_case(&c);
+}
+static void case_token_pool(int B, int N, int C) {
+  opcase c = {.name = "token pool", .nin = 2, .nout = 1, .fwd = tok_fwd, .bwd = tok_bwd,
+              .h = 1e-2f, .tol = 1e-3};
+  c.d[0] = 1, c.d[1] = B, c.d[2] = N, c.d[3] = C;
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)B * N * C, -1, 1);
+  c.in[1] = rnd(c.nin_el[1] = (int64_t)B * N, 0, 1);
+  for (int i = 0; i < B * N; i += 3) c.in[1][i] = 0.0f; /* padding */
+  c.grad_in[0] = 1;
+  c.out[0] = zeros(c.nout_el[0] = (int64_t)B * C);
+  run_case(&c);
+}
+/* xent: aux holds the targets (N int32) and then the saved probabilities (N, C), which the
+ * backward reads; the loss is the one output compared and differentiated */
+static void case_xent(int N, int C, float scale) {
+  opcase c = {.name = "xent", .nin = 1, .nout = 1, .fwd = tok_fwd, .bwd = tok_bwd, .h = 1e-3f,
+              .tol = 3e-3};
+  c.d[0] = 2, c.d[1] = N, c.d[2] = C;
+  c.f[0] = scale;
+  c.in[0] = rnd(c.nin_el[0] = (int64_t)N * C, -1, 1);
+  c.grad_in[0] = 1;
+  c.out[0] = zeros(c.nout_el[0] = 1);
+  int32_t *t = xcalloc((size_t)N * (1 + C), sizeof(int32_t));
+  for (int n = 0; n < N; n++) t[n] = (int32_t)((n * 5 + 1) % C);
+  t[N - 1] = -1; /* no target: the row adds nothing */
+  c.aux = t, c.aux_kind = AUX_U8_DEVICE, c.aux_n = (int64_t)N * (1 + C) * 4;
   run_case(&c);
 }
 
@@ -1180,6 +1269,11 @@ int main(void) {
     case_loss("huber", 1, 5, 7, 0.001f, 1e-4f);
     case_loss("huber c=0.5", 1, 5, 7, 0.5f, 1e-2f);
     case_loss("infonce", 2, 6, 5, 0.07f, 1e-3f);
+    case_embedding(9, 5, 7);
+    case_token_pool(3, 6, 5);
+    case_xent(5, 7, 1.0f);
+    case_xent(4, 9, 14.0f);
+    case_attention("attention+groupmask", 6, 2, 4, 5, 3, 3, 1);
   }
   // a few bigger shapes, fast against reference only through the same runner (2 threads)
   ops_set_num_threads(2);

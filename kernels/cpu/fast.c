@@ -1134,7 +1134,7 @@ static void fast_attention_fwd(float *out, float *probs, const float *q, const f
   float *P = probs + item * (size_t)Nq * Nk;
   const float *qi = q + item * (size_t)Nq * D, *ki = k + item * (size_t)Nk * D;
   sgemm(0, 1, Nq, Nk, D, scale, qi, D, ki, D, 0.0f, P, Nk);
-  size_t moff = mask ? (size_t)(mask->mb == 1 ? 0 : b) * Nq * Nk : 0;
+  size_t moff = mask ? (size_t)(b % mask->mb) * Nq * Nk : 0;
   for (int i = 0; i < Nq; i++)
     fast_softmax_row(P + (size_t)i * Nk,
                      mask && mask->add ? mask->add + moff + (size_t)i * Nk : NULL,
@@ -1297,6 +1297,101 @@ static void fast_permute_bwd(float *dinp, const float *dout, int ndim, const int
   }
 }
 
+/* ---- token sequences, cross-entropy
+ * ---------------------------------------------------------------------------------------- */
+
+static void fast_embedding_fwd(float *out, const float *table, const int32_t *ids, int N, int V,
+                               int D) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * D > 32768)
+  for (int n = 0; n < N; n++) {
+    float *o = out + (size_t)n * D;
+    if (ids[n] < 0 || ids[n] >= V) memset(o, 0, sizeof(float) * (size_t)D);
+    else memcpy(o, table + (size_t)ids[n] * D, sizeof(float) * (size_t)D);
+  }
+}
+/* Threads split the D columns; each walks every row in n order, so rows sharing an id add up in
+ * the same order as the reference whatever the thread count. */
+static void fast_embedding_bwd(float *dtable, const float *dout, const int32_t *ids, int N, int V,
+                               int D) {
+  if (!dtable) return;
+  enum { COLS = 16 };
+  int nblk = (D + COLS - 1) / COLS;
+#pragma omp parallel for schedule(static) if ((int64_t)N * D > 32768)
+  for (int blk = 0; blk < nblk; blk++) {
+    int d0 = blk * COLS, d1 = d0 + COLS < D ? d0 + COLS : D;
+    for (int n = 0; n < N; n++) {
+      if (ids[n] < 0 || ids[n] >= V) continue;
+      float *g = dtable + (size_t)ids[n] * D;
+      const float *r = dout + (size_t)n * D;
+#pragma omp simd
+      for (int d = d0; d < d1; d++) g[d] += r[d];
+    }
+  }
+}
+static void fast_token_pool_fwd(float *out, const float *inp, const float *w, int B, int N, int C) {
+#pragma omp parallel for schedule(static) if ((int64_t)B * N * C > 32768)
+  for (int b = 0; b < B; b++) {
+    float *o = out + (size_t)b * C;
+    memset(o, 0, sizeof(float) * (size_t)C);
+    for (int n = 0; n < N; n++) {
+      float wn = w[(size_t)b * N + n];
+      if (wn == 0.0f) continue;
+      const float *x = inp + ((size_t)b * N + n) * C;
+#pragma omp simd
+      for (int c = 0; c < C; c++) o[c] += wn * x[c];
+    }
+  }
+}
+static void fast_token_pool_bwd(float *dinp, const float *dout, const float *w, int B, int N,
+                                int C) {
+  if (!dinp) return;
+#pragma omp parallel for schedule(static) if ((int64_t)B * N * C > 32768)
+  for (int64_t bn = 0; bn < (int64_t)B * N; bn++) {
+    float wn = w[bn];
+    const float *g = dout + (size_t)(bn / N) * C;
+    float *d = dinp + (size_t)bn * C;
+#pragma omp simd
+    for (int c = 0; c < C; c++) d[c] += wn * g[c];
+  }
+}
+/* Rows in parallel (one expf per element through the masked softmax row), the loss terms
+ * summed in row order in double. */
+static void fast_xent_fwd(float *loss, float *probs, const float *logits, const int32_t *target,
+                          int N, int C, float scale) {
+  double *term = malloc(sizeof(double) * (size_t)(N > 0 ? N : 1));
+#pragma omp parallel for schedule(static) if ((int64_t)N * C > 16384)
+  for (int n = 0; n < N; n++) {
+    float *p = probs + (size_t)n * C;
+    const float *x = logits + (size_t)n * C;
+    for (int j = 0; j < C; j++) p[j] = scale * x[j];
+    int t = target[n];
+    float xt = t >= 0 && t < C ? p[t] : 0.0f;
+    float mx = -INFINITY;
+    for (int j = 0; j < C; j++) mx = p[j] > mx ? p[j] : mx;
+    float sum = exp_row(p, C, mx);
+    float inv = 1.0f / sum;
+    for (int j = 0; j < C; j++) p[j] *= inv;
+    term[n] = t >= 0 && t < C ? (double)mx + log((double)sum) - xt : 0.0;
+  }
+  double l = 0.0;
+  for (int n = 0; n < N; n++) l += term[n];
+  *loss = N > 0 ? (float)(l / N) : 0.0f;
+  free(term);
+}
+static void fast_xent_bwd(float *dlogits, float dloss, const float *probs, const int32_t *target,
+                          int N, int C, float scale) {
+  if (!dlogits || N <= 0) return;
+  float k = (float)((double)dloss * scale / N);
+#pragma omp parallel for schedule(static) if ((int64_t)N * C > 16384)
+  for (int n = 0; n < N; n++) {
+    int t = target[n];
+    if (t < 0 || t >= C) continue;
+    float *g = dlogits + (size_t)n * C;
+    const float *p = probs + (size_t)n * C;
+    for (int j = 0; j < C; j++) g[j] += k * (p[j] - (j == t ? 1.0f : 0.0f));
+  }
+}
+
 /* The reference entry for every op, then this backend's own where it has one (a later
  * designated initializer replaces an earlier one: C11 6.7.9). */
 #pragma GCC diagnostic push
@@ -1344,5 +1439,11 @@ const ops_backend ops_cpu_fast_table = {
     .adamw_step = fast_adamw_step,
     .sumsq = fast_sumsq,
     .ema_update = fast_ema_update,
+    .embedding_fwd = fast_embedding_fwd,
+    .embedding_bwd = fast_embedding_bwd,
+    .token_pool_fwd = fast_token_pool_fwd,
+    .token_pool_bwd = fast_token_pool_bwd,
+    .xent_fwd = fast_xent_fwd,
+    .xent_bwd = fast_xent_bwd,
 };
 #pragma GCC diagnostic pop

@@ -295,7 +295,7 @@ void ref_attention_fwd(float *out, float *probs, const float *q, const float *k,
     for (int h = 0; h < H; h++) {
       size_t bh = (size_t)b * H + h;
       const float *qb = q + bh * Nq * D, *kb = k + bh * Nk * D, *vb = v + bh * Nk * D;
-      size_t moff = mask ? (size_t)(mask->mb == 1 ? 0 : b) * Nq * Nk : 0;
+      size_t moff = mask ? (size_t)(b % mask->mb) * Nq * Nk : 0;
       for (int i = 0; i < Nq; i++) {
         for (int j = 0; j < Nk; j++) {
           double s = 0.0;
@@ -641,6 +641,73 @@ void ref_infonce_bwd(float *da, float *db, float dloss, const float *a, const fl
         if (da) da[(size_t)i * D + d] += (float)(g * b[(size_t)j * D + d]);
         if (db) db[(size_t)j * D + d] += (float)(g * a[(size_t)i * D + d]);
       }
+    }
+}
+
+/* Cross-entropy of scaled logit rows: probs by the shared softmax row, the loss term
+ * logsumexp(scale * row) - scale * row[target] in double. */
+void ref_xent_fwd(float *loss, float *probs, const float *logits, const int32_t *target, int N,
+                  int C, float scale) {
+  float *row = malloc(sizeof(float) * (size_t)(C > 0 ? C : 1));
+  double l = 0.0;
+  for (int n = 0; n < N; n++) {
+    const float *x = logits + (size_t)n * C;
+    for (int j = 0; j < C; j++) row[j] = scale * x[j];
+    cpu_softmax_row(probs + (size_t)n * C, row, C);
+    int t = target[n];
+    if (t < 0 || t >= C) continue;
+    double mx = -INFINITY, s = 0.0;
+    for (int j = 0; j < C; j++) mx = row[j] > mx ? row[j] : mx;
+    for (int j = 0; j < C; j++) s += exp((double)row[j] - mx);
+    l += mx + log(s) - row[t];
+  }
+  *loss = N > 0 ? (float)(l / N) : 0.0f;
+  free(row);
+}
+void ref_xent_bwd(float *dlogits, float dloss, const float *probs, const int32_t *target, int N,
+                  int C, float scale) {
+  if (!dlogits || N <= 0) return;
+  double k = (double)dloss * scale / N;
+  for (int n = 0; n < N; n++) {
+    int t = target[n];
+    if (t < 0 || t >= C) continue;
+    for (int j = 0; j < C; j++)
+      dlogits[(size_t)n * C + j] += (float)(k * ((double)probs[(size_t)n * C + j] - (j == t)));
+  }
+}
+
+/* ---- token sequences --------------------------------------------------------------------------- */
+
+void ref_embedding_fwd(float *out, const float *table, const int32_t *ids, int N, int V, int D) {
+  for (int n = 0; n < N; n++) {
+    float *o = out + (size_t)n * D;
+    if (ids[n] < 0 || ids[n] >= V) memset(o, 0, sizeof(float) * (size_t)D);
+    else memcpy(o, table + (size_t)ids[n] * D, sizeof(float) * (size_t)D);
+  }
+}
+void ref_embedding_bwd(float *dtable, const float *dout, const int32_t *ids, int N, int V, int D) {
+  if (!dtable) return;
+  for (int n = 0; n < N; n++) {
+    if (ids[n] < 0 || ids[n] >= V) continue;
+    float *g = dtable + (size_t)ids[n] * D;
+    for (int d = 0; d < D; d++) g[d] += dout[(size_t)n * D + d];
+  }
+}
+void ref_token_pool_fwd(float *out, const float *inp, const float *w, int B, int N, int C) {
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < C; c++) {
+      double s = 0.0;
+      for (int n = 0; n < N; n++)
+        s += (double)w[(size_t)b * N + n] * inp[((size_t)b * N + n) * C + c];
+      out[(size_t)b * C + c] = (float)s;
+    }
+}
+void ref_token_pool_bwd(float *dinp, const float *dout, const float *w, int B, int N, int C) {
+  if (!dinp) return;
+  for (int b = 0; b < B; b++)
+    for (int n = 0; n < N; n++) {
+      float wn = w[(size_t)b * N + n];
+      for (int c = 0; c < C; c++) dinp[((size_t)b * N + n) * C + c] += wn * dout[(size_t)b * C + c];
     }
 }
 

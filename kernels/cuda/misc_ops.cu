@@ -592,3 +592,112 @@ static __global__ void ema_k(float *ema, const float *param, float decay, int64_
 extern "C" void cu_ema_update(float *ema, const float *param, float decay, int64_t n) {
   LAUNCH(ema_k, n, ema, param, decay, n);
 }
+
+/* ---- token sequences: embedding lookup, weighted pooling ------------------------------------ */
+
+static __global__ void embedding_fwd_k(float *out, const float *table, const int32_t *ids, int N,
+                                       int V, int D) {
+  CU_FOR(i, (int64_t)N * D) {
+    int64_t n = i / D, d = i - n * D;
+    int id = ids[n];
+    out[i] = id >= 0 && id < V ? table[(int64_t)id * D + d] : 0.0f;
+  }
+}
+/* one thread per column d walks every row in n order: no atomics, the reference's order */
+static __global__ void embedding_bwd_k(float *dtable, const float *dout, const int32_t *ids, int N,
+                                       int V, int D) {
+  CU_FOR(d, (int64_t)D) {
+    for (int n = 0; n < N; n++) {
+      int id = ids[n];
+      if (id >= 0 && id < V) dtable[(int64_t)id * D + d] += dout[(int64_t)n * D + d];
+    }
+  }
+}
+extern "C" void cu_embedding_fwd(float *out, const float *table, const int32_t *ids, int N, int V,
+                                 int D) {
+  LAUNCH(embedding_fwd_k, (int64_t)N * D, out, table, ids, N, V, D);
+}
+extern "C" void cu_embedding_bwd(float *dtable, const float *dout, const int32_t *ids, int N, int V,
+                                 int D) {
+  if (!dtable) return;
+  LAUNCH(embedding_bwd_k, (int64_t)D, dtable, dout, ids, N, V, D);
+}
+
+static __global__ void token_pool_fwd_k(float *out, const float *inp, const float *w, int B, int N,
+                                        int C) {
+  CU_FOR(i, (int64_t)B * C) {
+    int64_t b = i / C, c = i - b * C;
+    double s = 0.0;
+    for (int n = 0; n < N; n++) s += (double)w[b * N + n] * inp[(b * N + n) * C + c];
+    out[i] = (float)s;
+  }
+}
+static __global__ void token_pool_bwd_k(float *dinp, const float *dout, const float *w, int B,
+                                        int N, int C) {
+  CU_FOR(i, (int64_t)B * N * C) {
+    int64_t bn = i / C, c = i - bn * C, b = bn / N;
+    dinp[i] += w[bn] * dout[b * C + c];
+  }
+}
+extern "C" void cu_token_pool_fwd(float *out, const float *inp, const float *w, int B, int N,
+                                  int C) {
+  LAUNCH(token_pool_fwd_k, (int64_t)B * C, out, inp, w, B, N, C);
+}
+extern "C" void cu_token_pool_bwd(float *dinp, const float *dout, const float *w, int B, int N,
+                                  int C) {
+  if (!dinp) return;
+  LAUNCH(token_pool_bwd_k, (int64_t)B * N * C, dinp, dout, w, B, N, C);
+}
+
+/* ---- softmax cross-entropy: one block per row writes its probabilities and loss term, then
+ * one block sums the terms in order ------------------------------------------------------------ */
+
+static __global__ void xent_rows_k(float *probs, double *terms, const float *logits,
+                                   const int32_t *target, int C, float scale) {
+  __shared__ double sh[32];
+  __shared__ float shm[32];
+  int64_t n = blockIdx.x;
+  const float *x = logits + n * C;
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < C; j += blockDim.x) mx = fmaxf(mx, scale * x[j]);
+  mx = cu_warp_max(mx);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) shm[threadIdx.x >> 5] = mx;
+  __syncthreads();
+  mx = -INFINITY;
+  for (int w = 0; w < (int)(blockDim.x >> 5); w++) mx = fmaxf(mx, shm[w]);
+  double s = 0.0;
+  for (int j = threadIdx.x; j < C; j += blockDim.x) s += exp((double)(scale * x[j]) - mx);
+  s = cu_block_sum(s, sh);
+  for (int j = threadIdx.x; j < C; j += blockDim.x)
+    probs[n * C + j] = (float)(exp((double)(scale * x[j]) - mx) / s);
+  if (threadIdx.x == 0) {
+    int t = target[n];
+    terms[n] = t >= 0 && t < C ? mx + log(s) - (double)(scale * x[t]) : 0.0;
+  }
+}
+extern "C" void cu_xent_fwd(float *loss, float *probs, const float *logits, const int32_t *target,
+                            int N, int C, float scale) {
+  if (N <= 0) return;
+  size_t mark = cu_scratch_mark();
+  double *terms = (double *)cu_scratch_need((size_t)N * 8, "cross-entropy terms");
+  xent_rows_k<<<(unsigned)N, 128, 0, g_cu.compute>>>(probs, terms, logits, target, C, scale);
+  CU_LAUNCHED();
+  sum_terms_k<<<1, CU_THREADS, 0, g_cu.compute>>>(loss, terms, N, 1.0 / (double)N);
+  CU_LAUNCHED();
+  cu_scratch_release(mark);
+}
+static __global__ void xent_bwd_k(float *dlogits, double k, const float *probs,
+                                  const int32_t *target, int N, int C) {
+  CU_FOR(i, (int64_t)N * C) {
+    int64_t n = i / C, j = i - n * C;
+    int t = target[n];
+    if (t < 0 || t >= C) continue;
+    dlogits[i] += (float)(k * ((double)probs[i] - (j == t ? 1.0 : 0.0)));
+  }
+}
+extern "C" void cu_xent_bwd(float *dlogits, float dloss, const float *probs, const int32_t *target,
+                            int N, int C, float scale) {
+  if (!dlogits || N <= 0) return;
+  LAUNCH(xent_bwd_k, (int64_t)N * C, dlogits, (double)dloss * scale / N, probs, target, N, C);
+}

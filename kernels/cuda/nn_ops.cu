@@ -287,7 +287,7 @@ static __global__ void softmax_rows_k(float *out, const float *inp, int64_t rows
     /* row = (b*H + h)*Nq + i; the mask is (mb, Nq, Nk) */
     int64_t bh = row / rows_per_b, i = row - bh * rows_per_b;
     int64_t b = bh / H;
-    int64_t moff = ((mb == 1 ? 0 : b) * rows_per_b + i) * C;
+    int64_t moff = ((b % mb) * rows_per_b + i) * C;
     if (add) a = add + moff;
     if (keep) kp = keep + moff;
   }

@@ -110,6 +110,11 @@ typedef enum {
   NOP_DROPOUT,
   NOP_COND_DROP,
   NOP_ATTN,
+  NOP_GELU,
+  NOP_L2NORM,
+  NOP_EMBED,
+  NOP_POOL,
+  NOP_XENT,
   NOP_MSE,
   NOP_HUBER,
   NOP_CKPT,
@@ -131,6 +136,7 @@ typedef struct {
   float f[2];
   float *sv[2];       /* saved tensors on the device (statistics, probabilities) */
   uint8_t *mask;      /* saved dropout mask on the device */
+  int32_t *ids;       /* saved token ids / targets on the device */
   const uint8_t *hkeep; /* host flags (cond-drop keep), in the record arena */
   nn_block_fn fn;
   void *blk;
@@ -527,8 +533,33 @@ static void probs_swap(float *out, const float *in, int64_t A, int64_t Bd, int64
   op_permute_fwd(out, in, 3, shape, perm);
 }
 
+/* The key-padding mask (G, Nk) becomes the op's boolean mask (G, Nq, Nk) on the device; the
+ * op's batch (heads, G) takes mask g for entry h·G + g (mb = G). Masked keys get probability 0,
+ * so the backward needs nothing more. */
+static op_attn_mask *key_mask(nn_ctx *c, op_attn_mask *m, const uint8_t *key_keep, int64_t G,
+                              int64_t Nq, int64_t Nk) {
+  if (!key_keep) return NULL;
+  size_t n = (size_t)(G * Nq * Nk);
+  uint8_t *h = xmalloc(n ? n : 1);
+  for (int64_t g = 0; g < G; g++)
+    for (int64_t i = 0; i < Nq; i++) memcpy(h + (g * Nq + i) * Nk, key_keep + g * Nk, (size_t)Nk);
+  uint8_t *dm = saved_alloc(c, n);
+  device_memcpy_h2d(dm, h, n);
+  free(h);
+  m->add = NULL;
+  m->keep = dm;
+  m->mb = dim32(G);
+  return m;
+}
+
 nn_var nn_attention(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t Nq, int64_t Nk,
                     int64_t C, int heads, const char *name) {
+  return nn_attention_masked(c, q, k, v, G, Nq, Nk, C, heads, NULL, name);
+}
+
+nn_var nn_attention_masked(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t Nq,
+                           int64_t Nk, int64_t C, int heads, const uint8_t *key_keep,
+                           const char *name) {
   TB_CHECKF(N_(q) == G * Nq * C && N_(k) == G * Nk * C && N_(v) == G * Nk * C && C % heads == 0,
             "attention: shapes");
   nn_var y = var_new(c, G * Nq * C, rg_any(c, q, k, v));
@@ -537,8 +568,10 @@ nn_var nn_attention(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t 
   d->sv[0] = saved_alloc(c, (size_t)np * sizeof(float)); /* (heads, G, Nq, Nk) */
   int hd = (int)(C / heads), gh = dim32(G * heads), nq = dim32(Nq), nk = dim32(Nk);
   float scale = 1.0f / sqrtf((float)hd);
+  op_attn_mask mstore;
+  const op_attn_mask *mask = key_mask(c, &mstore, key_keep, G, Nq, Nk);
   if (heads == 1) {
-    op_attention_fwd(D(y), d->sv[0], D(q), D(k), D(v), NULL, gh, 1, nq, nk, hd, scale);
+    op_attention_fwd(D(y), d->sv[0], D(q), D(k), D(v), mask, gh, 1, nq, nk, hd, scale);
   } else {
     int64_t nqc = G * Nq * C, nkc = G * Nk * C;
     int mq = dim32(G * Nq), mk = dim32(G * Nk);
@@ -547,7 +580,7 @@ nn_var nn_attention(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t 
     op_heads_split(qs, D(q), 1, mq, heads, hd);
     op_heads_split(ks, D(k), 1, mk, heads, hd);
     op_heads_split(vs, D(v), 1, mk, heads, hd);
-    op_attention_fwd(os, d->sv[0], qs, ks, vs, NULL, gh, 1, nq, nk, hd, scale);
+    op_attention_fwd(os, d->sv[0], qs, ks, vs, mask, gh, 1, nq, nk, hd, scale);
     op_heads_merge(D(y), os, 1, mq, heads, hd);
   }
   d->in[0] = q, d->in[1] = k, d->in[2] = v;
@@ -576,6 +609,91 @@ nn_var nn_attention(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t 
     d->i[5] = slot;
   }
   return y;
+}
+
+/* ---- element-wise GELU, row L2 norm, token embeddings, pooling, cross-entropy -------------
+ * Each builder is followed by its backward, which backward_node calls. */
+
+nn_var nn_gelu(nn_ctx *c, nn_var x) {
+  nn_var y = var_new(c, N_(x), c->v[x].rg);
+  op_gelu_erf_fwd(D(y), D(x), N_(x));
+  node_new(c, NOP_GELU, y)->in[0] = x;
+  return y;
+}
+static void gelu_bwd(nn_ctx *c, const node_t *d, const float *dy) {
+  op_gelu_erf_bwd(gbuf(c, d->in[0]), dy, D(d->in[0]), N_(d->out));
+}
+
+nn_var nn_l2norm(nn_ctx *c, nn_var x, int64_t M, int64_t C) {
+  TB_CHECKF(N_(x) == M * C, "l2norm: shapes");
+  nn_var y = var_new(c, M * C, c->v[x].rg);
+  node_t *d = node_new(c, NOP_L2NORM, y);
+  d->sv[0] = saved_alloc(c, (size_t)M * sizeof(float)); /* rnorm (M) */
+  op_l2norm_fwd(D(y), d->sv[0], D(x), dim32(M), dim32(C), 1e-6f);
+  d->in[0] = x;
+  d->i[0] = M, d->i[1] = C;
+  return y;
+}
+static void l2norm_bwd(nn_ctx *c, const node_t *d, const float *dy) {
+  op_l2norm_bwd(gbuf(c, d->in[0]), dy, D(d->out), d->sv[0], (int)d->i[0], (int)d->i[1]);
+}
+
+/* Host int32 values uploaded into the activation arena (ids, targets). */
+static int32_t *upload_i32(nn_ctx *c, const int32_t *h, int64_t n) {
+  int32_t *dv = saved_alloc(c, (size_t)(n > 0 ? n : 1) * sizeof(int32_t));
+  if (n > 0) device_memcpy_h2d(dv, h, (size_t)n * sizeof(int32_t));
+  return dv;
+}
+
+nn_var nn_embedding(nn_ctx *c, nn_var table, const int32_t *ids, int64_t N, int64_t V,
+                    int64_t Dm) {
+  TB_CHECKF(N_(table) == V * Dm, "embedding: the table has %lld values, not V x D = %lld",
+            (long long)N_(table), (long long)(V * Dm));
+  nn_var y = var_new(c, N * Dm, c->v[table].rg);
+  node_t *d = node_new(c, NOP_EMBED, y);
+  d->ids = upload_i32(c, ids, N);
+  op_embedding_fwd(D(y), D(table), d->ids, dim32(N), dim32(V), dim32(Dm));
+  d->in[0] = table;
+  d->i[0] = N, d->i[1] = V, d->i[2] = Dm;
+  return y;
+}
+static void embedding_bwd(nn_ctx *c, const node_t *d, const float *dy) {
+  op_embedding_bwd(gbuf(c, d->in[0]), dy, d->ids, (int)d->i[0], (int)d->i[1], (int)d->i[2]);
+}
+
+nn_var nn_token_pool(nn_ctx *c, nn_var x, const float *w, int64_t B, int64_t N, int64_t C) {
+  TB_CHECKF(N_(x) == B * N * C, "token_pool: shapes");
+  nn_var y = var_new(c, B * C, c->v[x].rg);
+  node_t *d = node_new(c, NOP_POOL, y);
+  d->sv[0] = saved_alloc(c, (size_t)(B * N) * sizeof(float)); /* the weights (B, N) */
+  device_memcpy_h2d(d->sv[0], w, (size_t)(B * N) * sizeof(float));
+  op_token_pool_fwd(D(y), D(x), d->sv[0], dim32(B), dim32(N), dim32(C));
+  d->in[0] = x;
+  d->i[0] = B, d->i[1] = N, d->i[2] = C;
+  return y;
+}
+static void token_pool_bwd(nn_ctx *c, const node_t *d, const float *dy) {
+  op_token_pool_bwd(gbuf(c, d->in[0]), dy, d->sv[0], (int)d->i[0], (int)d->i[1], (int)d->i[2]);
+}
+
+nn_var nn_xent(nn_ctx *c, nn_var logits, const int32_t *target, int64_t N, int64_t C,
+               float scale) {
+  TB_CHECKF(N_(logits) == N * C, "xent: logits have %lld values, not N x C = %lld",
+            (long long)N_(logits), (long long)(N * C));
+  nn_var y = var_new(c, 1, c->v[logits].rg);
+  node_t *d = node_new(c, NOP_XENT, y);
+  d->sv[0] = saved_alloc(c, (size_t)(N * C) * sizeof(float)); /* probs (N, C) */
+  d->ids = upload_i32(c, target, N);
+  op_xent_fwd(D(y), d->sv[0], D(logits), d->ids, dim32(N), dim32(C), scale);
+  d->in[0] = logits;
+  d->i[0] = N, d->i[1] = C;
+  d->f[0] = scale;
+  return y;
+}
+static void xent_bwd(nn_ctx *c, const node_t *d, const float *dy) {
+  float dl; /* the scalar's incoming gradient, read back from the device */
+  device_memcpy_d2h(&dl, dy, sizeof dl);
+  op_xent_bwd(gbuf(c, d->in[0]), dl, d->sv[0], d->ids, (int)d->i[0], (int)d->i[1], d->f[0]);
 }
 
 static nn_var loss_node(nn_ctx *c, nop_kind op, nn_var pred, nn_var target, float huber_c) {
@@ -760,6 +878,21 @@ static void backward_node(nn_ctx *c, node_t *d) {
     break;
   case NOP_ATTN:
     attention_bwd(c, d, dy);
+    break;
+  case NOP_GELU:
+    gelu_bwd(c, d, dy);
+    break;
+  case NOP_L2NORM:
+    l2norm_bwd(c, d, dy);
+    break;
+  case NOP_EMBED:
+    embedding_bwd(c, d, dy);
+    break;
+  case NOP_POOL:
+    token_pool_bwd(c, d, dy);
+    break;
+  case NOP_XENT:
+    xent_bwd(c, d, dy);
     break;
   case NOP_MSE:
   case NOP_HUBER: {
