@@ -457,14 +457,21 @@ static void call_attn_bwd(const ops_backend *be, void **p, const tcase *c) {
   be->attention_bwd(F(6), F(7), F(8), F(4), F(5), F(0), F(1), F(2), F(3), D[0], D[1], D[2], D[3],
                     D[4], 1.0f / sqrtf((float)D[4]));
 }
-/* mask_kind 0 none, 1 additive per batch, 2 boolean causal broadcast (+ a fully masked row) */
+/* mask_kind 0 none, 1 additive per batch, 2 boolean causal broadcast (+ a fully masked row),
+ * 3 boolean key padding per group g = b % (B/2) */
 static void case_attention(int B, int H, int Nq, int Nk, int D_, int mask_kind, int probs_grad) {
   int64_t nq = (int64_t)B * H * Nq * D_, nk = (int64_t)B * H * Nk * D_, np = (int64_t)B * H * Nq * Nk;
-  int mb = mask_kind == 1 ? B : 1;
+  int mb = mask_kind == 1 ? B : mask_kind == 3 ? B / 2 : 1;
   int64_t nm = (int64_t)mb * Nq * Nk;
   float *add = NULL;
   uint8_t *keep = NULL;
   if (mask_kind == 1) add = rndv(nm, -3, 0);
+  if (mask_kind == 3) {
+    keep = xcalloc((size_t)nm, 1);
+    for (int g = 0; g < mb; g++)
+      for (int i = 0; i < Nq; i++)
+        for (int j = 0; j < Nk; j++) keep[((int64_t)g * Nq + i) * Nk + j] = j <= g % Nk;
+  }
   if (mask_kind == 2) {
     keep = xcalloc((size_t)nm, 1);
     for (int i = 0; i < Nq; i++)
@@ -515,6 +522,83 @@ static void case_attention(int B, int H, int Nq, int Nk, int D_, int mask_kind, 
   add_acc(&b, nk, -1, 1);
   add_acc(&b, nk, -1, 1);
   b.tol = g_bf16 ? 2e-2 : 0;
+  run(&b);
+}
+
+/* ---- token sequences, cross-entropy ---------------------------------------------------------- */
+
+/* embedding: 0 table, 1 ids (bytes), 2 out | 0 dout, 1 ids, 2 dtable */
+static void call_embedding(const ops_backend *be, void **p, const tcase *c) {
+  if (D[0] == 0) be->embedding_fwd(F(2), F(0), (const int32_t *)p[1], D[1], D[2], D[3]);
+  else be->embedding_bwd(F(2), F(0), (const int32_t *)p[1], D[1], D[2], D[3]);
+}
+static uint8_t *ids_bytes(int N, int mod, int bad) {
+  int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)N);
+  for (int n = 0; n < N; n++) ids[n] = (int32_t)((n * 7 + 3) % mod);
+  if (bad) ids[N - 1] = -1;
+  return (uint8_t *)ids;
+}
+static void case_embedding(int N, int V, int Dm) {
+  tcase c = {.name = "embedding_fwd", .call = call_embedding};
+  c.d[0] = 0, c.d[1] = N, c.d[2] = V, c.d[3] = Dm;
+  add_in(&c, (int64_t)V * Dm, -1, 1);
+  add_u8(&c, B_U8IN, (int64_t)N * 4, ids_bytes(N, V, 1));
+  add_out(&c, (int64_t)N * Dm);
+  run(&c);
+  tcase b = {.name = "embedding_bwd", .call = call_embedding};
+  b.d[0] = 1, b.d[1] = N, b.d[2] = V, b.d[3] = Dm;
+  add_in(&b, (int64_t)N * Dm, -1, 1);
+  add_u8(&b, B_U8IN, (int64_t)N * 4, ids_bytes(N, V, 1));
+  add_acc(&b, (int64_t)V * Dm, -1, 1);
+  run(&b);
+}
+/* token pool: 0 inp, 1 w, 2 out | 0 dout, 1 w, 2 dinp */
+static void call_pool(const ops_backend *be, void **p, const tcase *c) {
+  if (D[0] == 0) be->token_pool_fwd(F(2), F(0), F(1), D[1], D[2], D[3]);
+  else be->token_pool_bwd(F(2), F(0), F(1), D[1], D[2], D[3]);
+}
+static void case_token_pool(int B, int N, int C) {
+  tcase c = {.name = "token_pool_fwd", .call = call_pool};
+  c.d[0] = 0, c.d[1] = B, c.d[2] = N, c.d[3] = C;
+  add_in(&c, (int64_t)B * N * C, -1, 1);
+  add_in(&c, (int64_t)B * N, 0, 1);
+  add_out(&c, (int64_t)B * C);
+  run(&c);
+  tcase b = {.name = "token_pool_bwd", .call = call_pool};
+  b.d[0] = 1, b.d[1] = B, b.d[2] = N, b.d[3] = C;
+  add_in(&b, (int64_t)B * C, -1, 1);
+  add_in(&b, (int64_t)B * N, 0, 1);
+  add_acc(&b, (int64_t)B * N * C, -1, 1);
+  run(&b);
+}
+/* xent: 0 logits, 1 targets (bytes), 2 loss, 3 probs | 0 probs, 1 targets, 2 dlogits */
+static void call_xent(const ops_backend *be, void **p, const tcase *c) {
+  if (D[0] == 0) be->xent_fwd(F(2), F(3), F(0), (const int32_t *)p[1], D[1], D[2], c->f[0]);
+  else be->xent_bwd(F(2), 0.7f, F(0), (const int32_t *)p[1], D[1], D[2], c->f[0]);
+}
+static void case_xent(int N, int C, float scale) {
+  tcase c = {.name = "xent_fwd", .call = call_xent};
+  c.d[0] = 0, c.d[1] = N, c.d[2] = C;
+  c.f[0] = scale;
+  int64_t nl = (int64_t)N * C;
+  float *lg = rndv(nl, -1, 1), *lg2 = xmalloc(sizeof(float) * nl);
+  memcpy(lg2, lg, sizeof(float) * nl);
+  add_in_data(&c, nl, lg2);
+  add_u8(&c, B_U8IN, (int64_t)N * 4, ids_bytes(N, C, 1));
+  add_out(&c, 1);
+  add_out(&c, nl);
+  run(&c);
+  float loss, *P = xmalloc(sizeof(float) * nl);
+  int32_t *t = (int32_t *)ids_bytes(N, C, 1);
+  ops_backend_get(OPS_CPU_REF)->xent_fwd(&loss, P, lg, t, N, C, scale);
+  free(t);
+  free(lg);
+  tcase b = {.name = "xent_bwd", .call = call_xent};
+  b.d[0] = 1, b.d[1] = N, b.d[2] = C;
+  b.f[0] = scale;
+  add_in_data(&b, nl, P);
+  add_u8(&b, B_U8IN, (int64_t)N * 4, ids_bytes(N, C, 1));
+  add_acc(&b, nl, -1, 1);
   run(&b);
 }
 
@@ -992,6 +1076,7 @@ static void gemm_cases(void) {
   case_attention(2, 3, 7, 11, 8, 0, 0);
   case_attention(2, 3, 7, 11, 8, 1, 1);
   case_attention(2, 2, 9, 9, 4, 2, 1);
+  case_attention(6, 4, 12, 12, 8, 3, 0); /* text encoder: key padding per caption */
   case_attention(64, 2, 16, 16, 8, 0, 1); /* temporal shape */
   case_attention(4, 4, 256, 77, 16, 0, 0); /* cross-attention shape */
 }
@@ -1038,6 +1123,10 @@ int main(void) {
   case_cond_drop(5, 77 * 8);
   case_losses(100003);
   case_infonce(9, 16);
+  case_embedding(300, 57, 128);
+  case_token_pool(5, 12, 33);
+  case_xent(7, 300, 14.0f);
+  case_xent(64, 2, 1.0f);
   case_adamw(5001);
   test_chain(2, 32, 8, 8, 8);
 
