@@ -722,6 +722,26 @@ char *scene_caption_short(const scene *s, scene_rng *r, char *buf, size_t n) {
   return buf;
 }
 
+/* The words of the templates above: articles, sizes, colours, shapes and their synonyms,
+ * backgrounds, motion verbs, adverbs and directions, still phrases, relations, positions, the
+ * pan phrases, and the two punctuation tokens. Sorted (strcmp). */
+static const char *const CAPTION_WORDS[] = {
+    ",", ";", "a", "above", "across", "against", "an", "and", "as", "at", "backdrop",
+    "background", "beige", "below", "big", "black", "block", "blue", "bottom", "camera",
+    "checkerboard", "checkered", "circle", "creeps", "cyan", "dark", "darts", "disc", "does",
+    "down", "downward", "drifts", "fast", "forest", "front", "gently", "glides", "gray", "green",
+    "grey", "high", "hoop", "in", "large", "left", "leftward", "little", "motionless", "move",
+    "moves", "moving", "navy", "not", "of", "on", "orange", "over", "pace", "panning", "pans",
+    "place", "purple", "quickly", "races", "rapidly", "red", "remains", "rests", "right",
+    "rightward", "ring", "sand", "sandy", "sits", "slides", "slow", "slowly", "small", "speed",
+    "square", "staying", "stays", "still", "the", "tiny", "to", "top", "toward", "travels",
+    "triangle", "up", "upward", "while", "white", "with", "yellow", "zips"};
+
+const char *const *scene_caption_vocabulary(int *n) {
+  *n = (int)(sizeof CAPTION_WORDS / sizeof *CAPTION_WORDS);
+  return CAPTION_WORDS;
+}
+
 /* ---- JSON ---------------------------------------------------------------------------------- */
 
 void scene_json_put(json_buf *b, const scene *s) {

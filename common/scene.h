@@ -182,6 +182,11 @@ char *scene_caption_long(const scene *s, scene_rng *r, char *buf, size_t n);
  * "a red circle to the left of a blue square, the red circle moving up". Same buffer rules. */
 char *scene_caption_short(const scene *s, scene_rng *r, char *buf, size_t n);
 
+/* Every word (and punctuation token) the two caption generators can write, sorted, each once:
+ * the built-in world's caption vocabulary, from which text encoders build their token tables.
+ * *n gets the count. Kept beside the templates; tests check that captions use no other word. */
+const char *const *scene_caption_vocabulary(int *n);
+
 /* ---- JSON ---------------------------------------------------------------------------------- */
 
 /* Appends the scene as one JSON object (no newline) to b (common/json.h):
