@@ -92,6 +92,10 @@ int nn_params_save(const nn_params *p, const char *path);
  * the registered parameters. A shape mismatch or a missing parameter fails (nothing is
  * changed then); unknown tensors are logged and skipped. F32, BF16 and F16 are accepted. */
 int nn_params_load(nn_params *p, const char *path, const nn_name_map *map, int nmap);
+/* Loads every registered parameter from the tensor of the same name in a safetensors file and
+ * ignores the file's other tensors (one tower of a larger checkpoint: the text encoder of a
+ * reward model). A missing tensor, a shape or dtype mismatch fails with nothing changed. */
+int nn_params_load_registered(nn_params *p, const char *path);
 
 /* ---------------------------------------------------------------------------------------
  * Optimisation (all over flat device arrays, so one call covers a whole nn_params)

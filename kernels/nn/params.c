@@ -214,3 +214,40 @@ int nn_params_load(nn_params *p, const char *path, const nn_name_map *map, int n
   safetensors_close(f);
   return rc;
 }
+
+int nn_params_load_registered(nn_params *p, const char *path) {
+  safetensors_file *f = NULL;
+  if (safetensors_open(path, &f) != TB_OK) return TB_ERR;
+  int rc = TB_OK;
+  /* check every registered parameter first, so a failure changes nothing */
+  for (int i = 0; i < p->n && rc == TB_OK; i++) {
+    const nn_param_info *in = &p->info[i];
+    const safetensors_entry *en = safetensors_find(f, in->name);
+    if (!en) {
+      rc = err_set("%s: parameter %s missing from the file", path, in->name);
+      break;
+    }
+    int same = en->ndim == in->ndim;
+    for (int d = 0; same && d < in->ndim; d++) same = en->shape[d] == in->shape[d];
+    if (!same) {
+      char a[96], b[96];
+      rc = err_set("%s: tensor %s has shape %s, the model expects %s", path, en->name,
+                   shape_str(en->ndim, en->shape, a, sizeof a),
+                   shape_str(in->ndim, in->shape, b, sizeof b));
+    } else if (en->dtype != DTYPE_F32 && en->dtype != DTYPE_BF16 && en->dtype != DTYPE_F16) {
+      rc = err_set("%s: tensor %s has dtype %s (F32, BF16 or F16 expected)", path, en->name,
+                   en->dtype_name);
+    }
+  }
+  float *host = rc == TB_OK ? host_view(p, 1) : NULL;
+  for (int i = 0; i < p->n && rc == TB_OK; i++) {
+    tensor t;
+    rc = safetensors_read_f32(f, p->info[i].name, p->info[i].ndim, p->info[i].shape, &t);
+    if (rc != TB_OK) break;
+    memcpy(host + p->info[i].offset, t.data, (size_t)p->info[i].numel * sizeof(float));
+    tensor_free(&t);
+  }
+  if (host) host_view_done(p, host, rc == TB_OK);
+  safetensors_close(f);
+  return rc;
+}
