@@ -308,6 +308,11 @@ void unet_init_weights(unet *u, uint64_t seed, int zero_out) {
   nn_params_init(&u->params, seed, zero_out);
 }
 
+void unet_freeze(unet *u) {
+  nn_params_freeze(&u->params);
+  u->frozen = 1;
+}
+
 void unet_free(unet *u) {
   nn_params_free(&u->params);
   free(u->blocks);
