@@ -196,6 +196,10 @@ nn_var nn_checkpoint(nn_ctx *c, nn_block_fn fn, void *blk, const nn_var in[3]);
  * is a zeroed buffer of the same shape: whatever the caller adds to it before nn_backward is
  * added to dL/dprobs of that layer (motion guidance differentiates a loss on the maps). */
 void nn_ctx_keep_attn(nn_ctx *c, int on);
+/* Keeps only the layers named (n names; n = 0 keeps every named layer again) and turns keeping
+ * on: motion guidance reads a few temporal layers, and each kept map costs G·heads·Nq·Nk floats
+ * (twice with gradients, for the extra gradient). */
+void nn_ctx_keep_attn_only(nn_ctx *c, int n, const char *const *names);
 int nn_attn_count(const nn_ctx *c);
 const char *nn_attn_name(const nn_ctx *c, int i);
 const float *nn_attn_probs(const nn_ctx *c, int i, int64_t shape[4]);
@@ -323,6 +327,11 @@ typedef struct {
 
 /* eps (B, T, out_ch, H, W) = unet(x (B, T, in_ch, H, W)). */
 nn_var unet_forward(unet *u, nn_ctx *c, nn_var x, const unet_input *in);
+/* Names of the temporal-attention layers (the names nn_attn_name reports), in the order a
+ * forward runs them: all of them, or (decoder_only) those of the output blocks, the layers
+ * T2V-Turbo-v2's motion guidance reads. Writes up to max pointers (owned by u); returns the
+ * count. */
+int unet_temporal_layers(const unet *u, int decoder_only, const char **names, int max);
 /* Analytic FLOPs of one forward at these sizes (multiply-add = 2); backward is about twice. */
 double unet_flops_forward(const unet *u, int B, int T, int H, int W, int L);
 /* Classifier-free condition dropping on host arrays, before the context is uploaded: each of

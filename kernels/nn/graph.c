@@ -156,6 +156,8 @@ struct nn_ctx {
   node_t scratch_node; /* nograd: the record a builder fills and nobody reads */
   uint64_t seed, rng_ctr;
   int keep_attn;
+  char (*keep_names)[NN_NAME_MAX]; /* NULL: keep every named layer; else only these */
+  int nkeep;
   attn_rec *attn;
   int nattn, attncap;
   float *scratch; /* device scratch, grown as needed, not part of the arenas */
@@ -178,6 +180,7 @@ void nn_ctx_free(nn_ctx *c) {
   free(c->v);
   free(c->nd);
   free(c->attn);
+  free(c->keep_names);
   device_free(c->scratch);
   free(c);
 }
@@ -212,6 +215,24 @@ size_t nn_ctx_bytes(const nn_ctx *c) {
 }
 
 void nn_ctx_keep_attn(nn_ctx *c, int on) { c->keep_attn = on; }
+
+void nn_ctx_keep_attn_only(nn_ctx *c, int n, const char *const *names) {
+  free(c->keep_names);
+  c->keep_names = NULL;
+  c->nkeep = 0;
+  c->keep_attn = 1;
+  if (n <= 0 || !names) return;
+  c->keep_names = xmalloc((size_t)n * sizeof *c->keep_names);
+  for (int i = 0; i < n; i++) snprintf(c->keep_names[i], NN_NAME_MAX, "%s", names[i]);
+  c->nkeep = n;
+}
+
+static int keep_wanted(const nn_ctx *c, const char *name) {
+  if (!c->keep_names) return 1;
+  for (int i = 0; i < c->nkeep; i++)
+    if (strcmp(c->keep_names[i], name) == 0) return 1;
+  return 0;
+}
 int nn_attn_count(const nn_ctx *c) { return c->nattn; }
 const char *nn_attn_name(const nn_ctx *c, int i) { return c->attn[i].name; }
 const float *nn_attn_probs(const nn_ctx *c, int i, int64_t shape[4]) {
@@ -573,7 +594,7 @@ nn_var nn_attention(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t 
   }
   d->in[0] = q, d->in[1] = k, d->in[2] = v;
   d->i[0] = G, d->i[1] = Nq, d->i[2] = Nk, d->i[3] = C, d->i[4] = heads, d->i[5] = -1;
-  if (name && c->keep_attn) {
+  if (name && c->keep_attn && keep_wanted(c, name)) {
     int slot = c->nattn;
     if (c->recomputing) {
       c->nattn++; /* the same layers run in the same order: reuse the slot */

@@ -531,6 +531,18 @@ nn_var unet_forward(unet *u, nn_ctx *c, nn_var x, const unet_input *in) {
   return h;
 }
 
+int unet_temporal_layers(const unet *u, int decoder_only, const char **names, int max) {
+  int n = 0;
+  for (int i = 0; i < u->n_blocks; i++) {
+    const unet_block *b = &u->blocks[i];
+    if (b->kind != UB_TT) continue;
+    if (decoder_only && strncmp(b->prefix, "output_blocks.", 14) != 0) continue;
+    if (n < max) names[n] = b->prefix;
+    n++;
+  }
+  return n < max ? n : max;
+}
+
 /* ---- FLOPs ------------------------------------------------------------------------------- */
 
 double unet_flops_forward(const unet *u, int B, int T, int H, int W, int L) {
