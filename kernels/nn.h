@@ -75,7 +75,11 @@ void nn_params_alloc(nn_params *p);
  * NN_INIT_ZERO_OUT parameters are drawn like NN_INIT_KAIMING instead (gradient tests need every
  * path live). */
 void nn_params_init(nn_params *p, uint64_t seed, int zero_out);
-void nn_params_zero_grad(nn_params *p);
+void nn_params_zero_grad(nn_params *p); /* nothing to do for frozen parameters */
+/* Frees the gradient block: the parameters of a frozen model (a teacher, a reward model, the
+ * text encoder) take no gradient memory. nn_param_var of them must then pass frozen = 1 (or
+ * the context run without gradients); asking for a gradient aborts with the parameter's name. */
+void nn_params_freeze(nn_params *p);
 int nn_params_find(const nn_params *p, const char *name); /* index or -1 */
 float *nn_params_ptr(const nn_params *p, int idx);
 float *nn_params_grad_ptr(const nn_params *p, int idx);
@@ -125,6 +129,27 @@ typedef enum { NN_LR_CONSTANT = 0, NN_LR_COSINE } nn_lr_kind;
 float nn_lr_at(nn_lr_kind kind, int64_t step, float base, int64_t warmup, int64_t total,
                float min_lr);
 
+/* Training state: what a killed run needs to continue exactly (parameters, AdamW moments, an
+ * EMA copy, the step, the data position and the run's RNG), in one safetensors file written
+ * atomically. The parameters are stored under their own names, so nn_params_load reads the file
+ * as a plain checkpoint; the rest sits under the reserved prefix "train.". */
+typedef struct {
+  int64_t step;     /* optimiser steps taken */
+  int64_t data_pos; /* samples consumed, in the run's data order */
+  uint64_t rng;     /* the run's random state after `step` steps */
+} nn_train_pos;
+
+/* opt and ema may be NULL (not saved). meta: nmeta (key, value) string pairs the caller adds
+ * (the model config, the dataset); keys "format" and "train.*" are reserved. */
+int nn_train_save(const char *path, const nn_params *p, const nn_adamw *opt, const float *ema,
+                  const nn_train_pos *pos, int nmeta, const char *const *meta);
+/* Restores what was saved into p, opt (initialised by the caller with the same n; its moments
+ * and step are replaced) and ema (p->total device floats), which may be NULL to skip. Checks
+ * everything first: on TB_ERR (a missing tensor, a different configuration) nothing changed. */
+int nn_train_load(const char *path, nn_params *p, nn_adamw *opt, float *ema, nn_train_pos *pos);
+/* The position of a training state without loading it (TB_ERR: not a training state). */
+int nn_train_read_pos(const char *path, nn_train_pos *pos);
+
 /* ---------------------------------------------------------------------------------------
  * Recording context
  * ------------------------------------------------------------------------------------- */
@@ -137,6 +162,12 @@ void nn_ctx_free(nn_ctx *c);
 /* Forgets every recorded pass; the activation arena is resized to the peak it reached, so
  * after the first pass of a given input shape no further allocation happens. */
 void nn_ctx_reset(nn_ctx *c);
+/* Gradients on (the default) or off. Off is inference: nothing is recorded for a backward, no
+ * var needs a gradient, and every block run through nn_checkpoint frees its insides as soon as
+ * its output is copied out, so a pass holds one activation per block rather than all of them.
+ * Set it on an empty context (after nn_ctx_new or nn_ctx_reset). nn_backward then aborts. */
+void nn_ctx_set_grad(nn_ctx *c, int enabled);
+int nn_ctx_grad_enabled(const nn_ctx *c);
 /* recompute = 1: blocks run through nn_checkpoint keep only their inputs and outputs and
  * recompute their insides in the backward. train = 1 activates dropout. seed drives dropout. */
 void nn_ctx_set_mode(nn_ctx *c, int recompute, int train, uint64_t seed);
@@ -151,9 +182,13 @@ nn_var nn_param_var(nn_ctx *c, nn_params *p, int idx, int frozen);
 float *nn_data(nn_ctx *c, nn_var v);
 float *nn_grad(nn_ctx *c, nn_var v); /* NULL when no gradient reached v */
 int64_t nn_numel(nn_ctx *c, nn_var v);
-/* Backpropagates from y with upstream gradient dy (numel(y) floats). May be called once per
- * recorded pass. */
+/* Backpropagates from y with upstream gradient dy (host, numel(y) floats). Once per recorded
+ * pass: a second call on the same pass aborts (it would add every gradient twice). */
 void nn_backward(nn_ctx *c, nn_var y, const float *dy);
+/* One backward from several outputs at once: ys[i] gets the upstream gradient dys[i] (host,
+ * numel(ys[i]) floats each), then one reverse sweep (a distillation loss and a reward gradient
+ * on decoded frames in one backward). The same once-per-pass rule. */
+void nn_backward_many(nn_ctx *c, int n, const nn_var *ys, const float *const *dys);
 
 /* Runs fn(c, blk, in) as one unit. In recompute mode its insides are freed after the forward
  * and recomputed in the backward (dropout draws are replayed identically). */
@@ -165,10 +200,14 @@ nn_var nn_checkpoint(nn_ctx *c, nn_block_fn fn, void *blk, const nn_var in[3]);
  * is a zeroed buffer of the same shape: whatever the caller adds to it before nn_backward is
  * added to dL/dprobs of that layer (motion guidance differentiates a loss on the maps). */
 void nn_ctx_keep_attn(nn_ctx *c, int on);
+/* Keeps only the layers named (n names; n = 0 keeps every named layer again) and turns keeping
+ * on: motion guidance reads a few temporal layers, and each kept map costs G·heads·Nq·Nk floats
+ * (twice with gradients, for the extra gradient). */
+void nn_ctx_keep_attn_only(nn_ctx *c, int n, const char *const *names);
 int nn_attn_count(const nn_ctx *c);
 const char *nn_attn_name(const nn_ctx *c, int i);
 const float *nn_attn_probs(const nn_ctx *c, int i, int64_t shape[4]);
-float *nn_attn_extra_grad(nn_ctx *c, int i);
+float *nn_attn_extra_grad(nn_ctx *c, int i); /* NULL in a context without gradients */
 
 /* ---------------------------------------------------------------------------------------
  * Operations on the tape (forward overwrites its output; backward accumulates)
@@ -301,6 +340,9 @@ typedef struct {
 int unet_create(unet *u, const unet_config *cfg);
 void unet_init_weights(unet *u, uint64_t seed, int zero_out);
 void unet_free(unet *u);
+/* A frozen UNet (a teacher): its gradient block is freed and its parameters never take a
+ * gradient; gradients still flow through it to its inputs (motion guidance's dE/dz_t). */
+void unet_freeze(unet *u);
 
 typedef struct {
   int B, T, H, W;
@@ -313,6 +355,11 @@ typedef struct {
 
 /* eps (B, T, out_ch, H, W) = unet(x (B, T, in_ch, H, W)). */
 nn_var unet_forward(unet *u, nn_ctx *c, nn_var x, const unet_input *in);
+/* Names of the temporal-attention layers (the names nn_attn_name reports), in the order a
+ * forward runs them: all of them, or (decoder_only) those of the output blocks, the layers
+ * T2V-Turbo-v2's motion guidance reads. Writes up to max pointers (owned by u); returns the
+ * count. */
+int unet_temporal_layers(const unet *u, int decoder_only, const char **names, int max);
 /* Analytic FLOPs of one forward at these sizes (multiply-add = 2); backward is about twice. */
 double unet_flops_forward(const unet *u, int B, int T, int H, int W, int L);
 /* Classifier-free condition dropping on host arrays, before the context is uploaded: each of

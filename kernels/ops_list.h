@@ -291,6 +291,22 @@ OP(xent_bwd, (float *dlogits, float dloss, const float *probs, const int32_t *ta
    int C, float scale),
    (dlogits, dloss, probs, target, N, C, scale))
 
+/* ---- motion guidance: MotionClone's rank-1 temporal-attention loss --------------------------
+ * Attention maps seen as R rows of N keys (probabilities (G, heads, Nq, Nk) are R = G·heads·Nq
+ * rows of N = Nk). attn_top1: idx (R) = the first argmax of each row of p (R, N), val (R) its
+ * probability — the reference's one-hot mask and its values. masked_mse_fwd: *loss (one float)
+ * = mean over the R rows of (p[r, idx[r]] - val[r])^2, the per-layer loss of the energy;
+ * masked_mse_bwd: dp[r, idx[r]] += dloss · 2 (p[r, idx[r]] - val[r]) / R (every other entry of
+ * dp untouched). idx is device memory on a device backend, like p. */
+OP(attn_top1, (int32_t *idx, float *val, const float *p, int64_t R, int N),
+   (idx, val, p, R, N))
+OP(masked_mse_fwd, (float *loss, const float *p, const int32_t *idx, const float *val, int64_t R,
+   int N),
+   (loss, p, idx, val, R, N))
+OP(masked_mse_bwd, (float *dp, float dloss, const float *p, const int32_t *idx, const float *val,
+   int64_t R, int N),
+   (dp, dloss, p, idx, val, R, N))
+
 /* ---- optimisation kernels ---------------------------------------------------------------------
  * AdamW (PyTorch semantics): param *= 1 - lr*weight_decay; m = b1 m + (1-b1) g;
  * v = b2 v + (1-b2) g^2; param -= lr * (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps).

@@ -920,6 +920,38 @@ static void case_infonce(int N, int Dm) {
   run(&g);
 }
 
+/* ---- motion guidance: top-1 rows, masked MSE (idx travels as int32 bytes) ---------------- */
+
+static void call_motion(const ops_backend *be, void **p, const tcase *c) {
+  int64_t R = D[1];
+  int N = D[2];
+  if (D[0] == 0) be->attn_top1((int32_t *)p[1], F(2), F(0), R, N);
+  else if (D[0] == 1) be->masked_mse_fwd(F(3), F(0), (const int32_t *)p[1], F(2), R, N);
+  else be->masked_mse_bwd(F(3), 0.7f, F(0), (const int32_t *)p[1], F(2), R, N);
+}
+static void case_motion(int64_t R, int N) {
+  static const char *names[] = {"attn_top1", "masked_mse_fwd", "masked_mse_bwd"};
+  for (int w = 0; w < 3; w++) {
+    tcase c = {.name = names[w], .call = call_motion};
+    c.d[0] = w, c.d[1] = (int)R, c.d[2] = N;
+    add_in(&c, R * N, 0, 1);
+    if (w == 0) {
+      add_u8(&c, B_U8OUT, R * 4, NULL);
+      add_out(&c, R);
+    } else {
+      uint8_t *ib = xmalloc((size_t)R * 4);
+      int32_t *idx = (int32_t *)ib;
+      for (int64_t r = 0; r < R; r++) idx[r] = (int32_t)((r * 7 + 3) % N);
+      add_u8(&c, B_U8IN, R * 4, ib);
+      add_in(&c, R, 0, 1);
+      if (w == 1) add_out(&c, 1);
+      else add_acc(&c, R * N, -1, 1);
+    }
+    c.tol = 1e-5;
+    run(&c);
+  }
+}
+
 static void call_adamw(const ops_backend *be, void **p, const tcase *c) {
   be->adamw_step(F(1), F(0), F(2), F(3), c->b[0].n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 3);
 }
@@ -1127,6 +1159,8 @@ int main(void) {
   case_token_pool(5, 12, 33);
   case_xent(7, 300, 14.0f);
   case_xent(64, 2, 1.0f);
+  case_motion(4097, 16);
+  case_motion(3, 5);
   case_adamw(5001);
   test_chain(2, 32, 8, 8, 8);
 

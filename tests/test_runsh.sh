@@ -38,4 +38,48 @@ echo "$help" | grep -q '^  lib ' && bad "help lists lib.sh as a pipeline"
 ) > "$WS/svc.log" 2>&1; rc=$?
 [ $rc -eq 0 ] && ok "service starts, answers, stops" || { bad "service lifecycle (exit $rc)"; cat "$WS/svc.log"; }
 
+# A service killed with -9 is named, restarted, and answers again; clients meanwhile retry.
+(
+  . pipelines/lib.sh
+  trap services_stop EXIT
+  service_start echo --name echo-test
+  p1=$(cat "$WS/sock/echo.pid")
+  kill -KILL "$p1"
+  i=0
+  while [ $i -lt 20 ]; do
+    p2=$(cat "$WS/sock/echo.pid" 2>/dev/null)
+    [ -n "$p2" ] && [ "$p2" != "$p1" ] && [ -e "$WS/sock/echo.ready" ] && break
+    sleep 0.5; i=$((i + 1))
+  done
+  [ "$p2" != "$p1" ] || exit 3
+  "$TURBO_BIN/echo" --call "$(service_endpoint echo)" --bytes 1024 --timeout 5 >/dev/null || exit 4
+  services_check || exit 5
+  exit 0
+) > "$WS/restart.log" 2>&1; rc=$?
+[ $rc -eq 0 ] && grep -q "service echo (pid [0-9]*) died" "$WS/restart.log" && grep -q "restart 1 of" "$WS/restart.log" \
+  && ok "a killed service is named and restarted" || { bad "restart (exit $rc)"; cat "$WS/restart.log"; }
+
+# A service that cannot start stops the pipeline with its name and its log.
+(
+  . pipelines/lib.sh
+  trap services_stop EXIT
+  service_start echo --no-such-option
+  exit 0
+) > "$WS/badstart.log" 2>&1; rc=$?
+[ $rc -ne 0 ] && grep -q "service echo exited during start-up" "$WS/badstart.log" \
+  && ok "a service that dies at start is named" || { bad "bad start (exit $rc)"; cat "$WS/badstart.log"; }
+
+# A service that ignores TERM is killed after the grace period.
+(
+  . pipelines/lib.sh
+  TURBO_STOP_GRACE=2
+  service_as stuck echo --ignore-term --name stuck
+  p=$(cat "$WS/sock/stuck.pid")
+  services_stop
+  kill -0 "$p" 2>/dev/null && exit 3
+  exit 0
+) > "$WS/stuck.log" 2>&1; rc=$?
+[ $rc -eq 0 ] && grep -q "ignored TERM for 2s: KILL" "$WS/stuck.log" \
+  && ok "a stuck service is killed after the grace period" || { bad "stuck service (exit $rc)"; cat "$WS/stuck.log"; }
+
 [ $fail -eq 0 ]

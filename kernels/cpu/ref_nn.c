@@ -734,6 +734,39 @@ void ref_ema_update(float *ema, const float *param, float decay, int64_t n) {
   for (int64_t i = 0; i < n; i++) ema[i] = decay * ema[i] + (1.0f - decay) * param[i];
 }
 
+/* ---- motion guidance ------------------------------------------------------------------------- */
+
+void ref_attn_top1(int32_t *idx, float *val, const float *p, int64_t R, int N) {
+  for (int64_t r = 0; r < R; r++) {
+    const float *row = p + r * N;
+    int best = 0;
+    for (int j = 1; j < N; j++)
+      if (row[j] > row[best]) best = j; /* strict: the first of equal maxima */
+    idx[r] = best;
+    val[r] = row[best];
+  }
+}
+
+void ref_masked_mse_fwd(float *loss, const float *p, const int32_t *idx, const float *val,
+                        int64_t R, int N) {
+  double s = 0;
+  for (int64_t r = 0; r < R; r++) {
+    double d = (double)p[r * N + idx[r]] - val[r];
+    s += d * d;
+  }
+  *loss = R > 0 ? (float)(s / (double)R) : 0.0f;
+}
+
+void ref_masked_mse_bwd(float *dp, float dloss, const float *p, const int32_t *idx,
+                        const float *val, int64_t R, int N) {
+  if (!dp || R <= 0) return;
+  double k = 2.0 * dloss / (double)R;
+  for (int64_t r = 0; r < R; r++) {
+    int64_t at = r * N + idx[r];
+    dp[at] += (float)(k * ((double)p[at] - val[r]));
+  }
+}
+
 /* ---- the table ------------------------------------------------------------------------------- */
 
 const ops_backend ops_cpu_ref_table = {

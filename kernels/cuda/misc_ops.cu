@@ -700,4 +700,56 @@ extern "C" void cu_xent_bwd(float *dlogits, float dloss, const float *probs, con
                             int N, int C, float scale) {
   if (!dlogits || N <= 0) return;
   LAUNCH(xent_bwd_k, (int64_t)N * C, dlogits, (double)dloss * scale / N, probs, target, N, C);
+/* ---- motion guidance ------------------------------------------------------------------------ */
+
+static __global__ void attn_top1_k(int32_t *idx, float *val, const float *p, int64_t R, int N) {
+  CU_FOR(r, R) {
+    const float *row = p + r * N;
+    int best = 0;
+    for (int j = 1; j < N; j++)
+      if (row[j] > row[best]) best = j;
+    idx[r] = best;
+    val[r] = row[best];
+  }
+}
+extern "C" void cu_attn_top1(int32_t *idx, float *val, const float *p, int64_t R, int N) {
+  LAUNCH(attn_top1_k, R, idx, val, p, R, N);
+}
+
+/* fixed-order partials, then reduce_final_k: the same bits on every run */
+static __global__ void masked_mse_partial_k(double *part, const float *p, const int32_t *idx,
+                                            const float *val, int64_t R, int N) {
+  __shared__ double sh[32];
+  double s = 0.0;
+  for (int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; r < R;
+       r += (int64_t)gridDim.x * blockDim.x) {
+    double d = (double)p[r * N + idx[r]] - val[r];
+    s += d * d;
+  }
+  s = cu_block_sum(s, sh);
+  if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+extern "C" void cu_masked_mse_fwd(float *loss, const float *p, const int32_t *idx,
+                                  const float *val, int64_t R, int N) {
+  size_t mark = cu_scratch_mark();
+  double *part = (double *)cu_scratch_need(RED_BLOCKS * sizeof(double), "reduction");
+  masked_mse_partial_k<<<RED_BLOCKS, CU_THREADS, 0, g_cu.compute>>>(part, p, idx, val, R, N);
+  CU_LAUNCHED();
+  reduce_final_k<<<1, CU_THREADS, 0, g_cu.compute>>>(loss, part, RED_BLOCKS,
+                                                     R > 0 ? 1.0 / (double)R : 0.0);
+  CU_LAUNCHED();
+  cu_scratch_release(mark);
+}
+
+static __global__ void masked_mse_bwd_k(float *dp, double k, const float *p, const int32_t *idx,
+                                        const float *val, int64_t R, int N) {
+  CU_FOR(r, R) {
+    int64_t at = r * N + idx[r];
+    dp[at] += (float)(k * ((double)p[at] - val[r])); /* one entry per row: no races */
+  }
+}
+extern "C" void cu_masked_mse_bwd(float *dp, float dloss, const float *p, const int32_t *idx,
+                                  const float *val, int64_t R, int N) {
+  if (!dp || R <= 0) return;
+  LAUNCH(masked_mse_bwd_k, R, dp, 2.0 * dloss / (double)R, p, idx, val, R, N);
 }

@@ -157,8 +157,13 @@ struct nn_ctx {
   int nn, ncap;
   int level;
   int recompute, train, recomputing;
+  int nograd;        /* 1: inference — no tape, block insides freed as each block ends */
+  int backward_done; /* 1: nn_backward ran on the recorded pass (a second one is refused) */
+  node_t scratch_node; /* nograd: the record a builder fills and nobody reads */
   uint64_t seed, rng_ctr;
   int keep_attn;
+  char (*keep_names)[NN_NAME_MAX]; /* NULL: keep every named layer; else only these */
+  int nkeep;
   attn_rec *attn;
   int nattn, attncap;
   float *scratch; /* device scratch, grown as needed, not part of the arenas */
@@ -181,6 +186,7 @@ void nn_ctx_free(nn_ctx *c) {
   free(c->v);
   free(c->nd);
   free(c->attn);
+  free(c->keep_names);
   device_free(c->scratch);
   free(c);
 }
@@ -194,6 +200,7 @@ void nn_ctx_reset(nn_ctx *c) {
   c->nv = c->nn = c->nattn = 0;
   c->level = 0;
   c->rng_ctr = 0;
+  c->backward_done = 0;
 }
 
 void nn_ctx_set_mode(nn_ctx *c, int recompute, int train, uint64_t seed) {
@@ -202,11 +209,36 @@ void nn_ctx_set_mode(nn_ctx *c, int recompute, int train, uint64_t seed) {
   c->seed = seed;
 }
 
+void nn_ctx_set_grad(nn_ctx *c, int enabled) {
+  TB_CHECKF(c->nv == 0, "nn_ctx_set_grad: the context holds a pass; nn_ctx_reset it first");
+  c->nograd = !enabled;
+}
+
+int nn_ctx_grad_enabled(const nn_ctx *c) { return !c->nograd; }
+
 size_t nn_ctx_bytes(const nn_ctx *c) {
   return c->act[0].peak + c->act[1].peak + c->grd[0].peak + c->grd[1].peak;
 }
 
 void nn_ctx_keep_attn(nn_ctx *c, int on) { c->keep_attn = on; }
+
+void nn_ctx_keep_attn_only(nn_ctx *c, int n, const char *const *names) {
+  free(c->keep_names);
+  c->keep_names = NULL;
+  c->nkeep = 0;
+  c->keep_attn = 1;
+  if (n <= 0 || !names) return;
+  c->keep_names = xmalloc((size_t)n * sizeof *c->keep_names);
+  for (int i = 0; i < n; i++) snprintf(c->keep_names[i], NN_NAME_MAX, "%s", names[i]);
+  c->nkeep = n;
+}
+
+static int keep_wanted(const nn_ctx *c, const char *name) {
+  if (!c->keep_names) return 1;
+  for (int i = 0; i < c->nkeep; i++)
+    if (strcmp(c->keep_names[i], name) == 0) return 1;
+  return 0;
+}
 int nn_attn_count(const nn_ctx *c) { return c->nattn; }
 const char *nn_attn_name(const nn_ctx *c, int i) { return c->attn[i].name; }
 const float *nn_attn_probs(const nn_ctx *c, int i, int64_t shape[4]) {
@@ -246,13 +278,19 @@ static nn_var var_new(nn_ctx *c, int64_t n, int rg) {
   var_t *v = &c->v[c->nv];
   memset(v, 0, sizeof *v);
   v->n = n;
-  v->rg = (uint8_t)rg;
+  v->rg = (uint8_t)(rg && !c->nograd);
   v->level = (uint8_t)c->level;
   v->data = arena_alloc(&c->act[c->level], (size_t)n * sizeof(float), 0);
   return c->nv++;
 }
 
+/* The tape record of a new operation. Without gradients nothing is recorded: the builder fills
+ * a scratch record that the next builder overwrites. */
 static node_t *node_new(nn_ctx *c, nop_kind op, nn_var out) {
+  if (c->nograd) {
+    memset(&c->scratch_node, 0, sizeof c->scratch_node);
+    return &c->scratch_node;
+  }
   if (c->nn == c->ncap) {
     c->ncap = c->ncap ? 2 * c->ncap : 1024;
     c->nd = xrealloc(c->nd, c->ncap * sizeof *c->nd);
@@ -286,9 +324,13 @@ nn_var nn_param_var(nn_ctx *c, nn_params *p, int idx, int frozen) {
   memset(v, 0, sizeof *v);
   v->n = p->info[idx].numel;
   v->data = p->data + p->info[idx].offset;
-  v->rg = !frozen;
+  TB_CHECKF(frozen || c->nograd || p->grad,
+            "nn_param_var(%s): the parameters have no gradient block (nn_params_freeze); pass "
+            "frozen = 1 or run without gradients", p->info[idx].name);
+  int rg = !frozen && !c->nograd && p->grad;
+  v->rg = (uint8_t)rg;
   v->param = 1;
-  v->grad = frozen ? NULL : p->grad + p->info[idx].offset;
+  v->grad = rg ? p->grad + p->info[idx].offset : NULL;
   v->level = (uint8_t)c->level;
   return c->nv++;
 }
@@ -585,7 +627,7 @@ nn_var nn_attention_masked(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, i
   }
   d->in[0] = q, d->in[1] = k, d->in[2] = v;
   d->i[0] = G, d->i[1] = Nq, d->i[2] = Nk, d->i[3] = C, d->i[4] = heads, d->i[5] = -1;
-  if (name && c->keep_attn) {
+  if (name && c->keep_attn && keep_wanted(c, name)) {
     int slot = c->nattn;
     if (c->recomputing) {
       c->nattn++; /* the same layers run in the same order: reuse the slot */
@@ -604,7 +646,8 @@ nn_var nn_attention_masked(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, i
         if (heads == 1) device_memcpy_d2d(r->probs, d->sv[0], (size_t)np * sizeof(float));
         else probs_swap(r->probs, d->sv[0], heads, G, Nq * Nk);
       }
-      r->extra = arena_alloc(&c->act[0], (size_t)np * sizeof(float), 1);
+      /* the extra gradient of the maps only exists where a backward can use it */
+      r->extra = c->nograd ? NULL : arena_alloc(&c->act[0], (size_t)np * sizeof(float), 1);
     }
     d->i[5] = slot;
   }
@@ -733,6 +776,22 @@ nn_var nn_guidance_embedding(nn_ctx *c, const float *w, int64_t N, int dim) {
 /* While recomputing, attention slots are reused in order: the ckpt node remembers where its
  * block's slots began. */
 nn_var nn_checkpoint(nn_ctx *c, nn_block_fn fn, void *blk, const nn_var in[3]) {
+  if (c->nograd && c->level == 0) {
+    /* inference: the block's insides live on level 1 and go as soon as its output is copied */
+    int nv0 = c->nv;
+    c->level = 1;
+    nn_var inner = fn(c, blk, in);
+    c->level = 0;
+    int64_t n = c->v[inner].n;
+    float *keep = arena_alloc(&c->act[0], (size_t)n * sizeof(float), 0);
+    device_memcpy_d2d(keep, c->v[inner].data, (size_t)n * sizeof(float));
+    c->nv = nv0;
+    arena_reset(&c->act[1]);
+    nn_var y = var_new(c, 0, 0);
+    c->v[y].data = keep;
+    c->v[y].n = n;
+    return y;
+  }
   if (!c->recompute || c->level != 0) return fn(c, blk, in);
   int nv0 = c->nv, nn0 = c->nn;
   uint64_t ctr0 = c->rng_ctr;
@@ -942,12 +1001,23 @@ static void backward_range(nn_ctx *c, int lo, int hi) {
   }
 }
 
-void nn_backward(nn_ctx *c, nn_var y, const float *dy) {
-  float *g = gbuf(c, y);
-  TB_CHECKF(g != NULL, "nn_backward: the output does not depend on anything that needs a gradient");
-  int64_t n = N_(y);
-  float *up = nn_scratch(c, (size_t)n);
-  device_memcpy_h2d(up, dy, (size_t)n * sizeof(float));
-  op_axpy(g, 1.0f, up, n);
+void nn_backward_many(nn_ctx *c, int n, const nn_var *ys, const float *const *dys) {
+  TB_CHECKF(!c->nograd, "nn_backward: the context runs without gradients (nn_ctx_set_grad)");
+  TB_CHECKF(!c->backward_done,
+            "nn_backward: this pass was already backpropagated; seed every output in one "
+            "nn_backward_many call, or nn_ctx_reset and record the pass again");
+  TB_CHECK(n >= 1);
+  for (int i = 0; i < n; i++) {
+    float *g = gbuf(c, ys[i]);
+    TB_CHECKF(g != NULL,
+              "nn_backward: output %d does not depend on anything that needs a gradient", i);
+    int64_t m = N_(ys[i]);
+    float *up = nn_scratch(c, (size_t)m);
+    device_memcpy_h2d(up, dys[i], (size_t)m * sizeof(float));
+    op_axpy(g, 1.0f, up, m);
+  }
+  c->backward_done = 1;
   backward_range(c, 0, c->nn);
 }
+
+void nn_backward(nn_ctx *c, nn_var y, const float *dy) { nn_backward_many(c, 1, &y, &dy); }

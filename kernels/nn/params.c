@@ -111,7 +111,14 @@ void nn_params_init(nn_params *p, uint64_t seed, int zero_out) {
   host_view_done(p, host, 1);
 }
 
-void nn_params_zero_grad(nn_params *p) { device_memset(p->grad, 0, (size_t)p->total * sizeof(float)); }
+void nn_params_zero_grad(nn_params *p) {
+  if (p->grad) device_memset(p->grad, 0, (size_t)p->total * sizeof(float));
+}
+
+void nn_params_freeze(nn_params *p) {
+  device_free(p->grad);
+  p->grad = NULL;
+}
 
 int nn_params_find(const nn_params *p, const char *name) {
   for (int i = 0; i < p->n; i++)
@@ -163,6 +170,7 @@ int nn_params_load(nn_params *p, const char *path, const nn_name_map *map, int n
         break;
       }
     int idx = nn_params_find(p, name);
+    if (idx < 0 && strncmp(name, "train.", 6) == 0) continue; /* training state (train.c) */
     if (idx < 0) {
       if (unknown++ < 20) log_warn("%s: unknown tensor %s (skipped)", path, en->name);
       continue;

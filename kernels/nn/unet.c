@@ -308,6 +308,11 @@ void unet_init_weights(unet *u, uint64_t seed, int zero_out) {
   nn_params_init(&u->params, seed, zero_out);
 }
 
+void unet_freeze(unet *u) {
+  nn_params_freeze(&u->params);
+  u->frozen = 1;
+}
+
 void unet_free(unet *u) {
   nn_params_free(&u->params);
   free(u->blocks);
@@ -524,6 +529,18 @@ nn_var unet_forward(unet *u, nn_ctx *c, nn_var x, const unet_input *in) {
   }
   TB_CHECK(ns == 0);
   return h;
+}
+
+int unet_temporal_layers(const unet *u, int decoder_only, const char **names, int max) {
+  int n = 0;
+  for (int i = 0; i < u->n_blocks; i++) {
+    const unet_block *b = &u->blocks[i];
+    if (b->kind != UB_TT) continue;
+    if (decoder_only && strncmp(b->prefix, "output_blocks.", 14) != 0) continue;
+    if (n < max) names[n] = b->prefix;
+    n++;
+  }
+  return n < max ? n : max;
 }
 
 /* ---- FLOPs ------------------------------------------------------------------------------- */

@@ -3,9 +3,11 @@
  *   bin/echo [--workspace DIR] [--endpoint EP] [--name NAME]   serve until SIGINT/SIGTERM
  *   bin/echo --ping EP [--timeout S]       wait until EP answers ping; print the pong; exit 0/1
  *   bin/echo --call EP --bytes N           one echo round trip of an N-byte tensor, checked
+ *   bin/echo ... --ignore-term             serve, but ignore SIGTERM (tests run.sh's KILL escalation)
  *
  * run.sh uses --ping to wait for every service it starts (pipelines/lib.sh).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +85,7 @@ int main(int argc, char **argv) {
   char *ping = NULL, *call = NULL, *schemas = NULL;
   double timeout_s = 0;
   long long nbytes = 4096;
-  int tries = 0;
+  int tries = 0, ignore_term = 0;
   arg_opt opts[] = {
       {"workspace", ARG_STR, &workspace, "DIR", "run folder (socket under DIR/sock/)"},
       {"endpoint", ARG_STR, &endpoint, "EP", "ipc://PATH or tcp://HOST:PORT to serve on"},
@@ -96,6 +98,8 @@ int main(int argc, char **argv) {
       {"timeout", ARG_F64, &timeout_s, "S",
        "client: seconds to wait (--ping: total, default 10; --call: per try, default 2.5)"},
       {"tries", ARG_INT, &tries, "N", "client: tries for --call (default 3)"},
+      {"ignore-term", ARG_FLAG, &ignore_term, NULL,
+       "serve but ignore SIGTERM (a stuck service, for testing run.sh's stop)"},
       {0}};
   int pos = args_parse(argc, argv, "echo [options]",
                        "Serves ping and echo; or, with --ping/--call, checks a service.", opts);
@@ -104,6 +108,7 @@ int main(int argc, char **argv) {
   if (call) return do_call(call, nbytes, timeout_s, tries);
 
   service_signals_install();
+  if (ignore_term) signal(SIGTERM, SIG_IGN);
   service_opts so = service_opts_default(name);
   so.workspace = workspace;
   so.endpoint = endpoint;
