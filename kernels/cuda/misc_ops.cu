@@ -700,6 +700,8 @@ extern "C" void cu_xent_bwd(float *dlogits, float dloss, const float *probs, con
                             int N, int C, float scale) {
   if (!dlogits || N <= 0) return;
   LAUNCH(xent_bwd_k, (int64_t)N * C, dlogits, (double)dloss * scale / N, probs, target, N, C);
+}
+
 /* ---- motion guidance ------------------------------------------------------------------------ */
 
 static __global__ void attn_top1_k(int32_t *idx, float *val, const float *p, int64_t R, int N) {
