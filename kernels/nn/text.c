@@ -378,6 +378,7 @@ text_encoder *text_encoder_load(const char *path) {
   safetensors_close(f);
   if (rc == TB_OK) {
     nn_params_alloc(&e->params);
+    nn_params_freeze(&e->params); /* frozen: no gradient block */
     rc = nn_params_load_registered(&e->params, path);
   }
   if (rc != TB_OK) {
@@ -386,6 +387,7 @@ text_encoder *text_encoder_load(const char *path) {
     return NULL;
   }
   e->ctx = nn_ctx_new();
+  nn_ctx_set_grad(e->ctx, 0); /* inference: nothing kept for a backward */
   return e;
 }
 
