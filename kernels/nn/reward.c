@@ -328,13 +328,9 @@ nn_var reward_text_forward(reward_model *m, nn_ctx *c, const text_batch *b, int 
 int reward_score(reward_model *m, nn_ctx *c, const float *frames, int B, int F,
                  const char *const *texts, float *score, float *grad) {
   const reward_config *cfg = &m->cfg;
-  if (B < 1) return err_set("reward %s: no samples", reward_kind_name(cfg->kind));
-  if (cfg->kind == REWARD_VIDEO && F != cfg->frames)
-    return err_set("reward video: %d frames per sample, the model reads exactly %d", F, cfg->frames);
-  if (F < 1) return err_set("reward %s: no frames", reward_kind_name(cfg->kind));
   text_batch tb;
   memset(&tb, 0, sizeof tb);
-  if (m->has_text) {
+  if (m->has_text && B >= 1) {
     if (!texts) return err_set("reward %s: captions are required", reward_kind_name(cfg->kind));
     int32_t *tmp = xmalloc(sizeof(int32_t) * (size_t)cfg->text.max_len);
     for (int b = 0; b < B; b++) {
@@ -349,6 +345,21 @@ int reward_score(reward_model *m, nn_ctx *c, const float *frames, int B, int F,
     free(tmp);
     if (text_batch_make(&m->text, texts, B, 0, &tb) != TB_OK) return TB_ERR;
   }
+  int rc = reward_score_batch(m, c, frames, B, F, m->has_text ? &tb : NULL, score, grad);
+  text_batch_free(&tb);
+  return rc;
+}
+
+int reward_score_batch(reward_model *m, nn_ctx *c, const float *frames, int B, int F,
+                       const text_batch *tb, float *score, float *grad) {
+  const reward_config *cfg = &m->cfg;
+  if (B < 1) return err_set("reward %s: no samples", reward_kind_name(cfg->kind));
+  if (cfg->kind == REWARD_VIDEO && F != cfg->frames)
+    return err_set("reward video: %d frames per sample, the model reads exactly %d", F, cfg->frames);
+  if (F < 1) return err_set("reward %s: no frames", reward_kind_name(cfg->kind));
+  if (m->has_text && (!tb || tb->B != B))
+    return err_set("reward %s: %d captions for %d samples", reward_kind_name(cfg->kind),
+                   tb ? tb->B : 0, B);
   int64_t S = cfg->size, per = 3 * S * S, N = (int64_t)B * F;
   nn_ctx_reset(c);
   nn_ctx_set_grad(c, grad != NULL);
@@ -363,7 +374,7 @@ int reward_score(reward_model *m, nn_ctx *c, const float *frames, int B, int F,
     nn_var e = cfg->kind == REWARD_CLIP ? reward_frame_forward(m, c, x, N, 1)
                                         : reward_video_forward(m, c, x, B, 1);
     int64_t ne = cfg->kind == REWARD_CLIP ? N : B;
-    nn_var t = reward_text_forward(m, c, &tb, 1);
+    nn_var t = reward_text_forward(m, c, tb, 1);
     y = nn_linear(c, e, t, -1, ne, cfg->embed, B); /* (ne, B) cosines */
     ny = ne * B;
   }
@@ -393,6 +404,5 @@ int reward_score(reward_model *m, nn_ctx *c, const float *frames, int B, int F,
   }
   free(yh);
   free(dy);
-  text_batch_free(&tb);
   return TB_OK;
 }

@@ -121,6 +121,10 @@ nn_var reward_text_forward(reward_model *m, nn_ctx *c, const text_batch *b, int 
  * longer than text.max_len tokens are refused, not cut). */
 int reward_score(reward_model *m, nn_ctx *c, const float *frames, int B, int F,
                  const char *const *texts, float *score, float *grad);
+/* The same with the captions as a tokenized batch (text_batch_make / text_batch_from_ids of
+ * the model's text tower; NULL for quality). */
+int reward_score_batch(reward_model *m, nn_ctx *c, const float *frames, int B, int F,
+                       const text_batch *tb, float *score, float *grad);
 
 #ifdef __cplusplus
 }

@@ -298,6 +298,48 @@ int text_batch_make(const text_tower *t, const char *const *texts, int B, int L,
   return TB_OK;
 }
 
+int text_batch_from_ids(const text_tower *t, const int32_t *ids, int B, int L, text_batch *out) {
+  memset(out, 0, sizeof *out);
+  if (B < 1 || L < 2 || L > t->cfg.max_len)
+    return err_set("token ids: (B, L) = (%d, %d); L must be in [2, %d]", B, L, t->cfg.max_len);
+  int V = t->vocab.n;
+  int *len = xmalloc(sizeof(int) * (size_t)B);
+  for (int b = 0; b < B; b++) {
+    const int32_t *r = ids + (size_t)b * L;
+    int eos = -1;
+    if (r[0] != TEXT_TOKEN_BOS) {
+      free(len);
+      return err_set("token ids: row %d starts with %d, not BOS (%d)", b, r[0], TEXT_TOKEN_BOS);
+    }
+    for (int j = 1; j < L; j++) {
+      if (r[j] < 0 || r[j] >= V) {
+        free(len);
+        return err_set("token ids: row %d position %d holds %d, outside the vocabulary [0, %d)", b, j, r[j], V);
+      }
+      if (eos < 0 && r[j] == TEXT_TOKEN_EOS) eos = j;
+      else if (eos >= 0 && r[j] != TEXT_TOKEN_PAD) {
+        free(len);
+        return err_set("token ids: row %d position %d holds %d after EOS (PAD expected)", b, j, r[j]);
+      } else if (eos < 0 && (r[j] == TEXT_TOKEN_PAD || r[j] == TEXT_TOKEN_BOS)) {
+        free(len);
+        return err_set("token ids: row %d position %d holds %s before EOS", b, j, r[j] ? "BOS" : "PAD");
+      }
+    }
+    if (eos < 0) {
+      free(len);
+      return err_set("token ids: row %d has no EOS (%d)", b, TEXT_TOKEN_EOS);
+    }
+    len[b] = eos + 1;
+  }
+  out->B = B, out->L = L, out->len = len;
+  out->ids = xmalloc(sizeof(int32_t) * (size_t)B * L);
+  out->valid = xmalloc((size_t)B * L);
+  memcpy(out->ids, ids, sizeof(int32_t) * (size_t)B * L);
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < L; j++) out->valid[(size_t)b * L + j] = (uint8_t)(j < len[b]);
+  return TB_OK;
+}
+
 void text_batch_free(text_batch *b) {
   if (!b) return;
   free(b->ids);

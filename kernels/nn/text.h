@@ -136,6 +136,9 @@ typedef struct {
 /* Tokenizes B texts. L > 0: every row padded (or cut) to L (2 <= L <= max_len); L == 0: L is
  * the longest caption's id count (at most max_len). Free with text_batch_free. */
 int text_batch_make(const text_tower *t, const char *const *texts, int B, int L, text_batch *out);
+/* A batch from token ids (B, L) (host): each row BOS, ids in [0, V), EOS, then PAD to the end.
+ * TB_ERR naming the row and position of anything else, or L > max_len. */
+int text_batch_from_ids(const text_tower *t, const int32_t *ids, int B, int L, text_batch *out);
 void text_batch_free(text_batch *b);
 
 /* Records the encoder on the tape: returns the output tokens (B·L, D) (after the final layer
