@@ -7,6 +7,7 @@
  *     steps are sized per op so rounding stays well under the tolerance.
  * A backend without an entry (CUDA before it is written) is reported "skipped" for that op. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,9 @@
 #include "common/log.h"
 #include "kernels/ops.h"
 #include "tests/testutil.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define MAXIO 6
 
@@ -1183,6 +1187,35 @@ static void case_permutes(void) {
   printf("  %-22s %-9s ok (%d shape/permutation pairs, exact)\n", "permute", "cpu-fast", ncases);
 }
 
+/* The thread count set on one thread reaches ops called on another (a service's worker): the
+ * OpenMP count of a fresh thread follows ops_set_num_threads after its first op call. */
+static void *threads_probe(void *arg) {
+  int *got = arg;
+  float a = 1, b = 2, out;
+  op_add_fwd(&out, &a, &b, 1);
+#ifdef _OPENMP
+  *got = omp_get_max_threads();
+#else
+  *got = 1;
+#endif
+  return NULL;
+}
+static void check_threads_reach_workers(void) {
+#ifdef _OPENMP
+  int procs = omp_get_num_procs();
+  for (int want = 1; want <= 2; want++) {
+    ops_set_num_threads(want);
+    int got = -1;
+    pthread_t th;
+    TB_CHECK(pthread_create(&th, NULL, threads_probe, &got) == 0);
+    pthread_join(th, NULL);
+    CHECKF(got == want, "an op on another thread runs with %d OpenMP threads after "
+           "ops_set_num_threads(%d) (%d cores)", got, want, procs);
+  }
+  ops_set_num_threads(1);
+#endif
+}
+
 int main(void) {
   test_begin("test_ops");
 #ifdef TURBO_HAVE_CUDA
@@ -1285,6 +1318,7 @@ int main(void) {
   check_optim();
   check_determinism();
   check_mask_exact();
+  check_threads_reach_workers();
   printf("%d backend/op pairs skipped; %.1f s\n", g_skipped, time_now() - t0);
 #ifdef TURBO_HAVE_CUDA
   if (cuda_opened) cuda_close();
