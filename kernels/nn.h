@@ -90,6 +90,38 @@ typedef struct {
   const char *from, *to;
 } nn_name_map;
 
+/* A tensor map: where each registered parameter comes from in a checkpoint of another family
+ * (stage 2 of loading, built by code that knows both layouts: unet_tensor_map,
+ * text_tensor_map). Entry i: parameter to[i] is read from tensor from[i] of the file as kind[i]
+ * says. A parameter with no entry is read from the tensor of its own name. */
+typedef enum {
+  NN_SRC_SAME = 0, /* the same shape; trailing 1-dims may differ (a Conv1d / 1×1 Conv2d kernel
+                    * (O, I, 1[, 1]) stored for a linear layer (O, I), and back) */
+  NN_SRC_ROWS,     /* rows [row0, row0 + rows) of a 2-D or 1-D tensor with more rows (one of
+                    * the q, k, v parts of a fused in_proj) */
+  NN_SRC_T,        /* the transpose of a 2-D tensor (OpenCLIP's text_projection, used as
+                    * x @ P, is (in, out); a linear weight is (out, in)) */
+} nn_src_kind;
+
+typedef struct {
+  int n, cap;
+  char **from, **to;
+  int *kind;
+  int64_t *row0;
+} nn_tensor_map;
+
+void nn_tensor_map_init(nn_tensor_map *m);
+void nn_tensor_map_add(nn_tensor_map *m, const char *from, const char *to, nn_src_kind kind,
+                       int64_t row0);
+void nn_tensor_map_free(nn_tensor_map *m);
+/* Loads every registered parameter through map (NULL: every parameter under its own name).
+ * Checks everything before changing anything: a parameter whose tensor is missing, of another
+ * shape or of a dtype other than F32/BF16/F16 fails with a message that names the tensor and
+ * the parameter; a file that does not parse (truncated: the tensor whose bytes are cut) fails
+ * as safetensors_open says. Tensors no parameter uses are counted in *n_unused (may be NULL)
+ * and the first few logged. */
+int nn_params_load_map(nn_params *p, const char *path, const nn_tensor_map *map, int *n_unused);
+
 /* Saves every parameter as F32 to a safetensors file (written atomically: temp + rename). */
 int nn_params_save(const nn_params *p, const char *path);
 /* Loads a safetensors file: names pass through `map` (may be NULL), then are matched against
@@ -318,10 +350,38 @@ typedef struct {
   int cond_embeds;        /* extra conditioning embeddings: 0, 1 (CFG scale w), 2 (+ motion) */
   int groups;             /* GroupNorm groups (32 in LDM; fewer for tiny widths) */
   float dropout;
+  /* Options of the real model families (all 0 in unet_config_default, which they leave as
+   * it is: the same parameters, names and computation). */
+  int temporal_conv_layers; /* 0 or 2: turbo's two-conv temporal block; 4: the four-conv block
+                             * of ModelScope (diffusers TemporalConvLayer) and VideoCrafter2
+                             * (TemporalConvBlock): conv1.{0,2}, conv{2,3,4}.{0,3}, conv4
+                             * zero-initialised */
+  int temporal_attn;        /* UNET_TATTN_TURBO: attn1 + feed-forward with frame positions;
+                             * UNET_TATTN_PAIR: attn1 and attn2 both self-attention over the
+                             * frames, then the feed-forward, no positions (diffusers'
+                             * TransformerTemporalModel, VideoCrafter2's TemporalTransformer) */
+  int init_temporal;        /* 1: a temporal transformer (UNET_TATTN_PAIR) right after conv_in,
+                             * "init_attn.0" (VideoCrafter2's init_attn, diffusers'
+                             * transformer_in), init_heads heads of head_ch channels, so its
+                             * width init_heads·head_ch may differ from model_ch */
+  int init_heads;           /* 8 in both families */
+  int fps_embed;            /* 1: fps_embedding.{0,2}: an MLP of the sinusoidal embedding of the
+                             * clip's fps (model_ch wide) added to the time embedding
+                             * (VideoCrafter2's fps_cond) */
 } unet_config;
+
+enum { UNET_TATTN_TURBO = 0, UNET_TATTN_PAIR = 1 };
 
 /* The small default of the built-in world: 16×16×4 latents, 16 frames, about 5M parameters. */
 unet_config unet_config_default(void);
+/* VideoCrafter2's UNet (METHOD.md §8): 320 channels × (1, 2, 4, 4), 2 ResBlocks a level,
+ * transformers at the first three levels, 64-channel heads, 1024-wide text, four-conv temporal
+ * blocks, paired temporal self-attention, init_attn, fps embedding; about 1.4G parameters. */
+unet_config unet_config_videocrafter2(void);
+/* ModelScope T2V in diffusers' UNet3DConditionModel layout (its unet/config.json): 320 ×
+ * (1, 2, 4, 4), 2 ResBlocks, cross-attention in the first three down blocks, 64-channel heads,
+ * 1024-wide text, four-conv temporal blocks, paired temporal attention, transformer_in. */
+unet_config unet_config_modelscope(void);
 
 typedef struct unet_block unet_block; /* private */
 
@@ -333,6 +393,7 @@ typedef struct {
   unet_block *blocks;
   int p_time[4], p_cond[2][4]; /* time_embed.{0,2}.{weight,bias}, w/motion embeds */
   int frozen;        /* 1: parameters get no gradients (a teacher) */
+  int p_fps[4];      /* fps_embedding.{0,2}.{weight,bias} (cfg.fps_embed) */
 } unet;
 
 /* Registers all parameters and allocates them (not initialised: call unet_init_weights or
@@ -351,6 +412,8 @@ typedef struct {
   const float *motion; /* (B) motion-guidance scale, NULL when unused (cond_embeds == 2) */
   nn_var context;      /* (B, L, text_dim) text tokens */
   int L;
+  const float *fps;    /* (B) frames per second of the clips (cfg.fps_embed); NULL: 8, the
+                        * rate T2V-Turbo-v2 trains and samples at */
 } unet_input;
 
 /* eps (B, T, out_ch, H, W) = unet(x (B, T, in_ch, H, W)). */
@@ -360,6 +423,20 @@ nn_var unet_forward(unet *u, nn_ctx *c, nn_var x, const unet_input *in);
  * T2V-Turbo-v2's motion guidance reads. Writes up to max pointers (owned by u); returns the
  * count. */
 int unet_temporal_layers(const unet *u, int decoder_only, const char **names, int max);
+/* Checkpoint families whose names unet_tensor_map translates to turbo's. */
+typedef enum {
+  UNET_FAMILY_TURBO = 0,   /* turbo's own names (the identity) */
+  UNET_FAMILY_VC2,         /* VideoCrafter2's model.ckpt state_dict: "model.diffusion_model."
+                            * + LDM names, `temopral_conv` as the checkpoint spells it */
+  UNET_FAMILY_DIFFUSERS,   /* diffusers' UNet3DConditionModel (ModelScope T2V): down_blocks,
+                            * mid_block, up_blocks, resnets / temp_convs / attentions /
+                            * temp_attentions, transformer_in, conv_in/out, time_embedding */
+} unet_family;
+/* The checkpoint tensor of every parameter of u under a family's names (for
+ * nn_params_load_map). TB_ERR when the family cannot express u (e.g. student conditions in
+ * diffusers' layout). Free with nn_tensor_map_free. */
+int unet_tensor_map(const unet *u, unet_family fam, nn_tensor_map *m);
+
 /* Analytic FLOPs of one forward at these sizes (multiply-add = 2); backward is about twice. */
 double unet_flops_forward(const unet *u, int B, int T, int H, int W, int L);
 /* Classifier-free condition dropping on host arrays, before the context is uploaded: each of

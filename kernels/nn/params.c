@@ -259,3 +259,142 @@ int nn_params_load_registered(nn_params *p, const char *path) {
   safetensors_close(f);
   return rc;
 }
+
+/* ---- loading through a tensor map (checkpoints of other families) --------------------- */
+
+void nn_tensor_map_init(nn_tensor_map *m) { memset(m, 0, sizeof *m); }
+
+void nn_tensor_map_add(nn_tensor_map *m, const char *from, const char *to, nn_src_kind kind,
+                       int64_t row0) {
+  if (m->n == m->cap) {
+    m->cap = m->cap ? 2 * m->cap : 256;
+    m->from = xrealloc(m->from, (size_t)m->cap * sizeof *m->from);
+    m->to = xrealloc(m->to, (size_t)m->cap * sizeof *m->to);
+    m->kind = xrealloc(m->kind, (size_t)m->cap * sizeof *m->kind);
+    m->row0 = xrealloc(m->row0, (size_t)m->cap * sizeof *m->row0);
+  }
+  m->from[m->n] = xstrdup(from);
+  m->to[m->n] = xstrdup(to);
+  m->kind[m->n] = (int)kind;
+  m->row0[m->n] = row0;
+  m->n++;
+}
+
+void nn_tensor_map_free(nn_tensor_map *m) {
+  for (int i = 0; i < m->n; i++) free(m->from[i]), free(m->to[i]);
+  free(m->from), free(m->to), free(m->kind), free(m->row0);
+  memset(m, 0, sizeof *m);
+}
+
+/* The shape without trailing 1-dims (a scalar keeps one dim). */
+static int squeeze_tail(int ndim, const int64_t *shape) {
+  while (ndim > 1 && shape[ndim - 1] == 1) ndim--;
+  return ndim;
+}
+
+/* Checks tensor en as the source of parameter in (kind, row0). TB_ERR names both. */
+static int src_check(const char *path, const safetensors_entry *en, const nn_param_info *in,
+                     int kind, int64_t row0) {
+  char a[96], b[96];
+  shape_str(en->ndim, en->shape, a, sizeof a);
+  shape_str(in->ndim, in->shape, b, sizeof b);
+  if (en->dtype != DTYPE_F32 && en->dtype != DTYPE_BF16 && en->dtype != DTYPE_F16)
+    return err_set("%s: tensor %s has dtype %s (F32, BF16 or F16 expected) for parameter %s", path,
+                   en->name, en->dtype_name, in->name);
+  int ok = 0;
+  if (kind == NN_SRC_SAME) {
+    int ne = squeeze_tail(en->ndim, en->shape), np = squeeze_tail(in->ndim, in->shape);
+    ok = ne == np;
+    for (int d = 0; ok && d < np; d++) ok = en->shape[d] == in->shape[d];
+  } else if (kind == NN_SRC_ROWS) {
+    ok = en->ndim == in->ndim && row0 >= 0 && row0 + in->shape[0] <= en->shape[0];
+    for (int d = 1; ok && d < in->ndim; d++) ok = en->shape[d] == in->shape[d];
+    if (!ok)
+      return err_set("%s: tensor %s has shape %s; parameter %s needs rows %lld..%lld of it with "
+                     "shape %s", path, en->name, a, in->name, (long long)row0,
+                     (long long)(row0 + in->shape[0] - 1), b);
+  } else if (kind == NN_SRC_T) {
+    ok = en->ndim == 2 && in->ndim == 2 && en->shape[0] == in->shape[1] &&
+         en->shape[1] == in->shape[0];
+    if (!ok)
+      return err_set("%s: tensor %s has shape %s; parameter %s is its transpose %s", path,
+                     en->name, a, in->name, b);
+  }
+  if (!ok)
+    return err_set("%s: tensor %s has shape %s, parameter %s expects %s", path, en->name, a,
+                   in->name, b);
+  return TB_OK;
+}
+
+static float src_value(const safetensors_entry *en, int64_t j) {
+  const uint8_t *b = en->data;
+  if (en->dtype == DTYPE_F32) {
+    float v;
+    memcpy(&v, b + 4 * j, sizeof v);
+    return v;
+  }
+  uint16_t h = (uint16_t)(b[2 * j] | (b[2 * j + 1] << 8));
+  return en->dtype == DTYPE_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+}
+
+int nn_params_load_map(nn_params *p, const char *path, const nn_tensor_map *map, int *n_unused) {
+  safetensors_file *f = NULL;
+  if (safetensors_open(path, &f) != TB_OK) return TB_ERR;
+  size_t nf = safetensors_count(f);
+  const safetensors_entry **src = xcalloc((size_t)(p->n ? p->n : 1), sizeof *src);
+  int *kind = xcalloc((size_t)(p->n ? p->n : 1), sizeof *kind);
+  int64_t *row0 = xcalloc((size_t)(p->n ? p->n : 1), sizeof *row0);
+  uint8_t *used = xcalloc(nf ? nf : 1, 1);
+  int rc = TB_OK;
+  /* the map's entries by parameter */
+  int *entry = xmalloc((size_t)(p->n ? p->n : 1) * sizeof *entry);
+  for (int i = 0; i < p->n; i++) entry[i] = -1;
+  for (int e = 0; map && e < map->n && rc == TB_OK; e++) {
+    int idx = nn_params_find(p, map->to[e]);
+    if (idx < 0) rc = err_set("tensor map: %s names no parameter of this model", map->to[e]);
+    else if (entry[idx] >= 0) rc = err_set("tensor map: parameter %s mapped twice", map->to[e]);
+    else entry[idx] = e;
+  }
+  for (int i = 0; i < p->n && rc == TB_OK; i++) {
+    const nn_param_info *in = &p->info[i];
+    const char *from = entry[i] >= 0 ? map->from[entry[i]] : in->name;
+    kind[i] = entry[i] >= 0 ? map->kind[entry[i]] : NN_SRC_SAME;
+    row0[i] = entry[i] >= 0 ? map->row0[entry[i]] : 0;
+    const safetensors_entry *en = safetensors_find(f, from);
+    if (!en) {
+      rc = err_set("%s: tensor %s is missing (parameter %s); the file is not this model, or a "
+                   "tensor was renamed", path, from, in->name);
+      break;
+    }
+    rc = src_check(path, en, in, kind[i], row0[i]);
+    src[i] = en;
+  }
+  for (size_t e = 0; e < nf; e++) {
+    const safetensors_entry *en = safetensors_entry_at(f, e);
+    for (int i = 0; i < p->n && !used[e]; i++) used[e] = src[i] == en;
+  }
+  int unused = 0;
+  for (size_t e = 0; e < nf; e++)
+    if (!used[e] && unused++ < 8 && rc == TB_OK)
+      log_info("%s: tensor %s is not used by this model", path, safetensors_entry_at(f, e)->name);
+  if (n_unused) *n_unused = unused;
+  /* all checked: copy */
+  float *host = rc == TB_OK ? host_view(p, 1) : NULL;
+  for (int i = 0; i < p->n && rc == TB_OK; i++) {
+    const nn_param_info *in = &p->info[i];
+    const safetensors_entry *en = src[i];
+    float *d = host + in->offset;
+    if (kind[i] == NN_SRC_T) {
+      int64_t R = en->shape[0], C = en->shape[1]; /* d (C, R) = en^T */
+      for (int64_t r = 0; r < R; r++)
+        for (int64_t c = 0; c < C; c++) d[c * R + r] = src_value(en, r * C + c);
+    } else {
+      int64_t off = kind[i] == NN_SRC_ROWS ? row0[i] * (in->numel / in->shape[0]) : 0;
+      for (int64_t j = 0; j < in->numel; j++) d[j] = src_value(en, off + j);
+    }
+  }
+  if (host) host_view_done(p, host, 1);
+  free(entry), free(src), free(kind), free(row0), free(used);
+  safetensors_close(f);
+  return rc;
+}
