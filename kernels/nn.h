@@ -299,8 +299,15 @@ nn_var nn_attention(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t 
 nn_var nn_attention_masked(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t Nq,
                            int64_t Nk, int64_t C, int heads, const uint8_t *key_keep,
                            const char *name);
+/* As nn_attention_masked, and causal = 1 also removes every key after the query's position
+ * (query i sees keys 0..i: CLIP's text transformer). */
+nn_var nn_attention_ex(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t Nq,
+                       int64_t Nk, int64_t C, int heads, const uint8_t *key_keep, int causal,
+                       const char *name);
 /* Exact (erf) GELU. */
 nn_var nn_gelu(nn_ctx *c, nn_var x);
+/* CLIP's quick GELU x · sigmoid(1.702 x) (op_quick_gelu). */
+nn_var nn_quick_gelu(nn_ctx *c, nn_var x);
 /* Rows of x (M, C) scaled to unit L2 norm (norm clamped at 1e-6). */
 nn_var nn_l2norm(nn_ctx *c, nn_var x, int64_t M, int64_t C);
 /* Token embedding lookup: y (N, D) = table (V, D)[ids[n]]; ids (N) a host array (copied). An id

@@ -110,6 +110,11 @@ OP(gelu_erf_fwd, (float *out, const float *inp, int64_t n),
    (out, inp, n))
 OP(gelu_erf_bwd, (float *dinp, const float *dout, const float *inp, int64_t n),
    (dinp, dout, inp, n))
+/* Quick GELU of OpenAI's CLIP (transformers' hidden_act "quick_gelu"): x * sigmoid(1.702 x). */
+OP(quick_gelu_fwd, (float *out, const float *inp, int64_t n),
+   (out, inp, n))
+OP(quick_gelu_bwd, (float *dinp, const float *dout, const float *inp, int64_t n),
+   (dinp, dout, inp, n))
 /* GEGLU, the gated feed-forward of LDM/VideoCrafter transformers, in one pass: inp (M, 2F) holds
  * [a | g] per row; out (M, F) = a * gelu_erf(g). Backward: dinp (M, 2F) += [dout gelu(g) |
  * dout a gelu'(g)]. */

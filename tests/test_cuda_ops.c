@@ -409,6 +409,7 @@ static void call_act_fwd(const ops_backend *be, void **p, const tcase *c) {
   case 1: be->gelu_tanh_fwd(F(1), F(0), n); break;
   case 2: be->gelu_erf_fwd(F(1), F(0), n); break;
   case 3: be->softmax_fwd(F(1), F(0), D[1], D[2]); break;
+  case 4: be->quick_gelu_fwd(F(1), F(0), n); break;
   }
 }
 static void call_act_bwd(const ops_backend *be, void **p, const tcase *c) {
@@ -418,11 +419,14 @@ static void call_act_bwd(const ops_backend *be, void **p, const tcase *c) {
   case 1: be->gelu_tanh_bwd(F(2), F(1), F(0), n); break;
   case 2: be->gelu_erf_bwd(F(2), F(1), F(0), n); break;
   case 3: be->softmax_bwd(F(2), F(1), F(0), D[1], D[2]); break; /* in0 = softmax output */
+  case 4: be->quick_gelu_bwd(F(2), F(1), F(0), n); break;
   }
 }
 static void case_act(int which, int N, int C) {
-  static const char *nf[] = {"silu_fwd", "gelu_tanh_fwd", "gelu_erf_fwd", "softmax_fwd"};
-  static const char *nb[] = {"silu_bwd", "gelu_tanh_bwd", "gelu_erf_bwd", "softmax_bwd"};
+  static const char *nf[] = {"silu_fwd", "gelu_tanh_fwd", "gelu_erf_fwd", "softmax_fwd",
+                             "quick_gelu_fwd"};
+  static const char *nb[] = {"silu_bwd", "gelu_tanh_bwd", "gelu_erf_bwd", "softmax_bwd",
+                             "quick_gelu_bwd"};
   int64_t n = (int64_t)N * C;
   tcase c = {.name = nf[which], .call = call_act_fwd};
   c.d[0] = which, c.d[1] = N, c.d[2] = C;
@@ -1129,6 +1133,7 @@ int main(void) {
   case_layernorm(7, 33);
   case_layernorm(300, 320);
   for (int w = 0; w < 3; w++) case_act(w, 1, 1001);
+  case_act(4, 1, 1001);
   case_act(3, 13, 37);
   case_act(3, 5, 1000);
   {

@@ -538,6 +538,10 @@ static int act_fwd(const ops_backend *be, opcase *c) {
       NEED(be, geglu_fwd);
       be->geglu_fwd(c->out[0], c->in[0], c->d[1], c->d[2]);
       break;
+    case 5:
+      NEED(be, quick_gelu_fwd);
+      be->quick_gelu_fwd(c->out[0], c->in[0], n);
+      break;
   }
   return 1;
 }
@@ -564,6 +568,10 @@ static int act_bwd(const ops_backend *be, opcase *c, float **dout, float **din) 
     case 4:
       NEED(be, geglu_bwd);
       be->geglu_bwd(din[0], dout[0], c->in[0], c->d[1], c->d[2]);
+      break;
+    case 5:
+      NEED(be, quick_gelu_bwd);
+      be->quick_gelu_bwd(din[0], dout[0], c->in[0], n);
       break;
   }
   return 1;
@@ -1272,6 +1280,7 @@ int main(void) {
     case_act("silu", 0, 7, 13);
     case_act("gelu_tanh", 1, 7, 13);
     case_act("gelu_erf", 2, 7, 13);
+    case_act("quick_gelu", 5, 7, 13);
     case_act("softmax", 3, 7, 13);
     case_geglu(5, 11);
     case_geglu(1, 1);

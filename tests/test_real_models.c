@@ -161,6 +161,132 @@ static void unet_fixture(const char *fam, const unet_config *cfg, unet_family fa
   unet_free(&u);
 }
 
+/* ---- CLIP text towers ----------------------------------------------------------------- */
+
+static text_config clip_tiny(text_family fam) {
+  /* the fixtures' towers: 12 positions, 32 wide, 3 blocks of 4 heads, MLP 64, 64 tokens */
+  text_config c = {.max_len = 12, .dim = 32, .layers = 3, .heads = 4, .mlp_mult = 2, .causal = 1,
+                   .attend_padding = 1, .pool = TEXT_POOL_EOT, .vocab_size = 64};
+  if (fam == TEXT_FAMILY_HF_CLIP) c.act = TEXT_ACT_QUICK_GELU, c.proj = TEXT_PROJ_NONE;
+  else c.act = TEXT_ACT_GELU, c.proj = TEXT_PROJ_NOBIAS, c.proj_dim = 20;
+  return c;
+}
+
+typedef struct {
+  text_tower t;
+  nn_params p;
+  nn_tensor_map m;
+} tower;
+
+static int tower_make(tower *w, text_family fam, const char *prefix) {
+  text_config cfg = clip_tiny(fam);
+  text_vocab none;
+  TB_CHECK(text_vocab_init(&none, NULL, 0) == TB_OK);
+  nn_params_init_empty(&w->p);
+  int rc = text_tower_register(&w->t, &w->p, "", &cfg, &none);
+  text_vocab_free(&none);
+  TB_CHECKF(rc == TB_OK, "%s", err_get());
+  nn_params_alloc(&w->p);
+  return text_tensor_map(&w->t, &w->p, fam, prefix, &w->m);
+}
+static void tower_free(tower *w) {
+  nn_tensor_map_free(&w->m);
+  text_tower_free(&w->t);
+  nn_params_free(&w->p);
+}
+
+/* HF: tokens = last_hidden_state, pooled = pooler_output (EOT); OpenCLIP: tokens = the
+ * penultimate block + ln_final (VideoCrafter2's conditioning), pooled = encode_text (every
+ * block, EOT, @ text_projection). loss = sum(tokens r1) + sum(pooled r2). */
+static void text_fixture(const char *fam, text_family family, const char *prefix,
+                         const char *weights, const char *iofile) {
+  tower w;
+  CHECKF(tower_make(&w, family, prefix) == TB_OK, "%s: %s", fam, err_get());
+  int rc = nn_params_load_map(&w.p, weights, &w.m, NULL);
+  CHECKF(rc == TB_OK, "%s: %s", fam, err_get());
+  if (rc != TB_OK) {
+    tower_free(&w);
+    return;
+  }
+  int hf = family == TEXT_FAMILY_HF_CLIP;
+  safetensors_file *io = NULL;
+  TB_CHECKF(safetensors_open(iofile, &io) == TB_OK, "%s", err_get());
+  const safetensors_entry *ie = safetensors_find(io, "in.ids");
+  int B = (int)ie->shape[0], L = (int)ie->shape[1];
+  float *idf = read_all(io, "in.ids", NULL);
+  int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)B * L);
+  for (int i = 0; i < B * L; i++) ids[i] = (int32_t)idf[i];
+  const char *tok_name = hf ? "out.tokens" : "out.penultimate";
+  float *r1 = read_all(io, hf ? "r.tokens" : "r.penultimate", NULL), *r2 = read_all(io, "r.pooled", NULL);
+  text_batch b;
+  CHECK(text_batch_from_eot_ids(&w.t, ids, B, L, 63, &b) == TB_OK);
+  for (int be = 0; be < 2; be++) {
+    ops_backend_set(be ? OPS_CPU_FAST : OPS_CPU_REF);
+    nn_ctx *c = nn_ctx_new();
+    nn_params_zero_grad(&w.p);
+    nn_var tok, pooled;
+    if (hf) {
+      tok = text_tower_forward(&w.t, &w.p, c, &b, 0, &pooled);
+    } else {
+      w.t.cfg.skip_layers = 1;
+      tok = text_tower_forward(&w.t, &w.p, c, &b, 0, NULL);
+      w.t.cfg.skip_layers = 0;
+      text_tower_forward(&w.t, &w.p, c, &b, 0, &pooled);
+    }
+    compare(fam, be, 0, hf ? "forward tokens (last_hidden_state)" : "forward penultimate tokens",
+            nn_data(c, tok), io, tok_name);
+    compare(fam, be, 0, "forward pooled", nn_data(c, pooled), io, "out.pooled");
+    nn_var ys[2] = {tok, pooled};
+    const float *dys[2] = {r1, r2};
+    nn_backward_many(c, 2, ys, dys);
+    for (size_t e = 0; e < safetensors_count(io); e++) {
+      const char *nm = safetensors_entry_at(io, e)->name;
+      if (strncmp(nm, "grad.param.", 11) != 0) continue;
+      int idx = param_of(&w.p, &w.m, nm + 11);
+      CHECKF(idx >= 0, "%s: no parameter for %s", fam, nm + 11);
+      if (idx < 0) continue;
+      /* the token table's gradient is the input gradient of a text tower */
+      int kind = strstr(nm, "token_embedding") ? 1 : 2;
+      char what[160];
+      snprintf(what, sizeof what, "d/d %s", nm + 11);
+      const nn_param_info *in = &w.p.info[idx];
+      float *g = nn_params_grad_ptr(&w.p, idx);
+      float *gt = NULL;
+      const safetensors_entry *ge = safetensors_find(io, nm);
+      if (ge->ndim == 2 && in->ndim == 2 && ge->shape[0] == in->shape[1] && ge->shape[0] != ge->shape[1]) {
+        /* OpenCLIP's projection is stored transposed */
+        gt = xmalloc(sizeof(float) * (size_t)in->numel);
+        for (int64_t i = 0; i < in->shape[0]; i++)
+          for (int64_t j = 0; j < in->shape[1]; j++) gt[j * in->shape[0] + i] = g[i * in->shape[1] + j];
+        g = gt;
+      }
+      if (ge->shape[0] != in->shape[0] && !gt) {
+        /* q, k, v parts of a fused in_proj: gather the three parameters' gradients */
+        gt = xmalloc(sizeof(float) * (size_t)ge->numel);
+        int64_t off = 0;
+        for (int k = 0; k < w.m.n; k++)
+          if (strcmp(w.m.from[k], nm + 11) == 0) {
+            int pi = nn_params_find(&w.p, w.m.to[k]);
+            int64_t n = w.p.info[pi].numel;
+            memcpy(gt + w.m.row0[k] * (n / w.p.info[pi].shape[0]), nn_params_grad_ptr(&w.p, pi),
+                   sizeof(float) * (size_t)n);
+            off += n;
+          }
+        CHECK(off == ge->numel);
+        g = gt;
+      }
+      compare(fam, be, kind, what, g, io, nm);
+      free(gt);
+    }
+    nn_ctx_free(c);
+  }
+  ops_backend_set(OPS_CPU_FAST);
+  text_batch_free(&b);
+  free(idf), free(ids), free(r1), free(r2);
+  safetensors_close(io);
+  tower_free(&w);
+}
+
 /* ---- broken checkpoints ---------------------------------------------------------------- */
 
 /* Rewrites `src` into dst with tensor `victim` renamed (mode 0), given another shape (1), or
@@ -236,6 +362,20 @@ static int load_unet(const char *path, void *ctx) {
   return rc;
 }
 
+typedef struct {
+  text_family fam;
+  const char *prefix;
+} text_loader;
+
+static int load_text(const char *path, void *ctx) {
+  text_loader *l = ctx;
+  tower w;
+  TB_CHECK(tower_make(&w, l->fam, l->prefix) == TB_OK);
+  int rc = nn_params_load_map(&w.p, path, &w.m, NULL);
+  tower_free(&w);
+  return rc;
+}
+
 int main(void) {
   test_begin("test_real_models");
   ops_set_num_threads(2);
@@ -244,6 +384,10 @@ int main(void) {
                FIX "diffusers_unet3d-io.safetensors");
   unet_fixture("vc2-unet", &vc, UNET_FAMILY_VC2, FIX "vc2_unet.safetensors",
                FIX "vc2_unet-io.safetensors");
+  text_fixture("hf-clip-text", TEXT_FAMILY_HF_CLIP, "text_model.", FIX "hf_clip_text.safetensors",
+               FIX "hf_clip_text-io.safetensors");
+  text_fixture("open-clip-text", TEXT_FAMILY_OPEN_CLIP, "cond_stage_model.model.",
+               FIX "open_clip_text.safetensors", FIX "open_clip_text-io.safetensors");
 
   printf("broken checkpoints:\n");
   unet_loader ld = {dc, UNET_FAMILY_DIFFUSERS}, lv = {vc, UNET_FAMILY_VC2};
@@ -251,6 +395,11 @@ int main(void) {
                "down_blocks.0.temp_convs.0.conv3.3.weight", load_unet, &ld);
   broken_files("vc2-unet", FIX "vc2_unet.safetensors",
                "model.diffusion_model.input_blocks.1.0.temopral_conv.conv2.3.weight", load_unet, &lv);
+  text_loader th = {TEXT_FAMILY_HF_CLIP, "text_model."}, to = {TEXT_FAMILY_OPEN_CLIP, "cond_stage_model.model."};
+  broken_files("hf-clip-text", FIX "hf_clip_text.safetensors",
+               "text_model.encoder.layers.1.self_attn.v_proj.weight", load_text, &th);
+  broken_files("open-clip-text", FIX "open_clip_text.safetensors",
+               "cond_stage_model.model.transformer.resblocks.1.attn.in_proj_weight", load_text, &to);
 
   printf("worst normalised error: ref fwd %.2e, dx %.2e, dparams %.2e; fast fwd %.2e, dx %.2e, "
          "dparams %.2e\n", g_worst[0][0], g_worst[0][1], g_worst[0][2], g_worst[1][0],

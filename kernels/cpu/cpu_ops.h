@@ -32,6 +32,8 @@ float cpu_gelu_tanh(float x);
 float cpu_gelu_tanh_d(float x);
 float cpu_gelu_erf(float x);
 float cpu_gelu_erf_d(float x);
+float cpu_quick_gelu(float x);
+float cpu_quick_gelu_d(float x);
 
 /* Every reference entry (the fast table falls back to these where it has none of its own). */
 #define OP(name, params, args) void ref_##name params;

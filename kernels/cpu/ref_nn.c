@@ -157,6 +157,13 @@ float cpu_gelu_erf_d(float x) {
   return (float)(cdf + x * pdf);
 }
 
+#define QUICK_GELU_K 1.702 /* CLIP's constant */
+float cpu_quick_gelu(float x) { return (float)(x / (1.0 + exp(-QUICK_GELU_K * x))); }
+float cpu_quick_gelu_d(float x) {
+  double s = 1.0 / (1.0 + exp(-QUICK_GELU_K * x));
+  return (float)(s + QUICK_GELU_K * x * s * (1.0 - s));
+}
+
 /* ---- normalisation ----------------------------------------------------------------------------
  */
 
@@ -260,6 +267,12 @@ void ref_gelu_erf_fwd(float *out, const float *inp, int64_t n) {
 }
 void ref_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
   for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * cpu_gelu_erf_d(inp[i]);
+}
+void ref_quick_gelu_fwd(float *out, const float *inp, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = cpu_quick_gelu(inp[i]);
+}
+void ref_quick_gelu_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * cpu_quick_gelu_d(inp[i]);
 }
 void ref_geglu_fwd(float *out, const float *inp, int M, int F) {
   for (int64_t m = 0; m < M; m++)

@@ -194,19 +194,31 @@ __device__ inline float gelu_erf_d(float x) {
   return 0.5f * (1.0f + erff(x * 0.70710678f)) + x * 0.39894228f * expf(-0.5f * x * x);
 }
 
-enum { ACT_SILU, ACT_GELU_TANH, ACT_GELU_ERF };
+__device__ inline float quick_gelu_f(float x) { return x / (1.0f + expf(-1.702f * x)); }
+__device__ inline float quick_gelu_d(float x) {
+  float s = 1.0f / (1.0f + expf(-1.702f * x));
+  return s + 1.702f * x * s * (1.0f - s);
+}
+
+enum { ACT_SILU, ACT_GELU_TANH, ACT_GELU_ERF, ACT_QUICK_GELU };
 
 static __global__ void act_fwd_k(float *out, const float *inp, int64_t n, int which) {
   CU_FOR(i, n) {
     float x = inp[i];
-    out[i] = which == ACT_SILU ? silu_f(x) : which == ACT_GELU_TANH ? gelu_tanh_f(x) : gelu_erf_f(x);
+    out[i] = which == ACT_SILU        ? silu_f(x)
+             : which == ACT_GELU_TANH ? gelu_tanh_f(x)
+             : which == ACT_GELU_ERF  ? gelu_erf_f(x)
+                                      : quick_gelu_f(x);
   }
 }
 static __global__ void act_bwd_k(float *dinp, const float *dout, const float *inp, int64_t n,
                                  int which) {
   CU_FOR(i, n) {
     float x = inp[i];
-    float d = which == ACT_SILU ? silu_d(x) : which == ACT_GELU_TANH ? gelu_tanh_d(x) : gelu_erf_d(x);
+    float d = which == ACT_SILU        ? silu_d(x)
+              : which == ACT_GELU_TANH ? gelu_tanh_d(x)
+              : which == ACT_GELU_ERF  ? gelu_erf_d(x)
+                                       : quick_gelu_d(x);
     dinp[i] += dout[i] * d;
   }
 }
@@ -235,6 +247,12 @@ extern "C" void cu_gelu_erf_fwd(float *out, const float *inp, int64_t n) {
 }
 extern "C" void cu_gelu_erf_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
   act_bwd(dinp, dout, inp, n, ACT_GELU_ERF);
+}
+extern "C" void cu_quick_gelu_fwd(float *out, const float *inp, int64_t n) {
+  act_fwd(out, inp, n, ACT_QUICK_GELU);
+}
+extern "C" void cu_quick_gelu_bwd(float *dinp, const float *dout, const float *inp, int64_t n) {
+  act_bwd(dinp, dout, inp, n, ACT_QUICK_GELU);
 }
 
 /* GEGLU: inp (M, 2F) = [a | g] per row, out (M, F) = a gelu(g) */

@@ -118,6 +118,7 @@ typedef enum {
   NOP_MSE,
   NOP_HUBER,
   NOP_CKPT,
+  NOP_QGELU,
 } nop_kind;
 
 typedef struct {
@@ -579,12 +580,19 @@ static void probs_swap(float *out, const float *in, int64_t A, int64_t Bd, int64
  * op's batch (heads, G) takes mask g for entry h·G + g (mb = G). Masked keys get probability 0,
  * so the backward needs nothing more. */
 static op_attn_mask *key_mask(nn_ctx *c, op_attn_mask *m, const uint8_t *key_keep, int64_t G,
-                              int64_t Nq, int64_t Nk) {
-  if (!key_keep) return NULL;
+                              int64_t Nq, int64_t Nk, int causal) {
+  if (!key_keep && !causal) return NULL;
+  if (!key_keep) G = 1; /* one causal mask shared by every group */
   size_t n = (size_t)(G * Nq * Nk);
   uint8_t *h = xmalloc(n ? n : 1);
   for (int64_t g = 0; g < G; g++)
-    for (int64_t i = 0; i < Nq; i++) memcpy(h + (g * Nq + i) * Nk, key_keep + g * Nk, (size_t)Nk);
+    for (int64_t i = 0; i < Nq; i++) {
+      uint8_t *row = h + (g * Nq + i) * Nk;
+      if (key_keep) memcpy(row, key_keep + g * Nk, (size_t)Nk);
+      else memset(row, 1, (size_t)Nk);
+      /* causal: query i sees keys 0..i (+ Nk - Nq when the keys run ahead) */
+      for (int64_t j = i + (Nk - Nq) + 1; causal && j < Nk; j++) row[j] = 0;
+    }
   uint8_t *dm = saved_alloc(c, n);
   device_memcpy_h2d(dm, h, n);
   free(h);
@@ -602,6 +610,12 @@ nn_var nn_attention(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t 
 nn_var nn_attention_masked(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t Nq,
                            int64_t Nk, int64_t C, int heads, const uint8_t *key_keep,
                            const char *name) {
+  return nn_attention_ex(c, q, k, v, G, Nq, Nk, C, heads, key_keep, 0, name);
+}
+
+nn_var nn_attention_ex(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, int64_t Nq,
+                       int64_t Nk, int64_t C, int heads, const uint8_t *key_keep, int causal,
+                       const char *name) {
   TB_CHECKF(N_(q) == G * Nq * C && N_(k) == G * Nk * C && N_(v) == G * Nk * C && C % heads == 0,
             "attention: shapes");
   nn_var y = var_new(c, G * Nq * C, rg_any(c, q, k, v));
@@ -611,7 +625,7 @@ nn_var nn_attention_masked(nn_ctx *c, nn_var q, nn_var k, nn_var v, int64_t G, i
   int hd = (int)(C / heads), gh = dim32(G * heads), nq = dim32(Nq), nk = dim32(Nk);
   float scale = 1.0f / sqrtf((float)hd);
   op_attn_mask mstore;
-  const op_attn_mask *mask = key_mask(c, &mstore, key_keep, G, Nq, Nk);
+  const op_attn_mask *mask = key_mask(c, &mstore, key_keep, G, Nq, Nk, causal);
   if (heads == 1) {
     op_attention_fwd(D(y), d->sv[0], D(q), D(k), D(v), mask, gh, 1, nq, nk, hd, scale);
   } else {
@@ -665,6 +679,16 @@ nn_var nn_gelu(nn_ctx *c, nn_var x) {
 }
 static void gelu_bwd(nn_ctx *c, const node_t *d, const float *dy) {
   op_gelu_erf_bwd(gbuf(c, d->in[0]), dy, D(d->in[0]), N_(d->out));
+}
+
+nn_var nn_quick_gelu(nn_ctx *c, nn_var x) {
+  nn_var y = var_new(c, N_(x), c->v[x].rg);
+  op_quick_gelu_fwd(D(y), D(x), N_(x));
+  node_new(c, NOP_QGELU, y)->in[0] = x;
+  return y;
+}
+static void quick_gelu_bwd(nn_ctx *c, const node_t *d, const float *dy) {
+  op_quick_gelu_bwd(gbuf(c, d->in[0]), dy, D(d->in[0]), N_(d->out));
 }
 
 nn_var nn_l2norm(nn_ctx *c, nn_var x, int64_t M, int64_t C) {
@@ -940,6 +964,9 @@ static void backward_node(nn_ctx *c, node_t *d) {
     break;
   case NOP_GELU:
     gelu_bwd(c, d, dy);
+    break;
+  case NOP_QGELU:
+    quick_gelu_bwd(c, d, dy);
     break;
   case NOP_L2NORM:
     l2norm_bwd(c, d, dy);

@@ -3,6 +3,8 @@
  * The transformer is the pre-norm CLIP text block: x += out(attn(ln_1(x))), x += fc2(gelu(
  * fc1(ln_2(x)))), with separate q, k, v projections and a key-padding mask in every attention,
  * then ln_final. Nothing is causal: every position sees the whole caption (and only it).
+ * The CLIP options (text_config) add the causal mask, quick GELU, no padding mask, the
+ * penultimate-block output, EOT pooling and CLIP's projection without bias.
  */
 #include "kernels/nn/text.h"
 
@@ -152,6 +154,14 @@ text_config text_config_default(void) {
   return c;
 }
 
+text_config text_config_openclip_h(void) {
+  text_config c = {.max_len = 77, .dim = 1024, .layers = 24, .heads = 16, .mlp_mult = 4,
+                   .causal = 1, .attend_padding = 1, .act = TEXT_ACT_GELU, .skip_layers = 1,
+                   .pool = TEXT_POOL_EOT, .proj = TEXT_PROJ_NOBIAS, .proj_dim = 1024,
+                   .vocab_size = 49408};
+  return c;
+}
+
 int text_config_check(const text_config *c) {
   if (c->max_len < 2 || c->max_len > 1024) return err_set("text config: max_len %d not in [2, 1024]", c->max_len);
   if (c->dim < 1 || c->dim > 4096) return err_set("text config: dim %d not in [1, 4096]", c->dim);
@@ -160,12 +170,30 @@ int text_config_check(const text_config *c) {
   if (c->heads < 1 || c->dim % c->heads != 0)
     return err_set("text config: heads %d must divide dim %d", c->heads, c->dim);
   if (c->mlp_mult < 1 || c->mlp_mult > 16) return err_set("text config: mlp_mult %d not in [1, 16]", c->mlp_mult);
+  if (c->causal < 0 || c->causal > 1 || c->attend_padding < 0 || c->attend_padding > 1)
+    return err_set("text config: causal and attend_padding are 0 or 1");
+  if (c->act < 0 || c->act > 1) return err_set("text config: act %d is not 0 (gelu) or 1 (quick_gelu)", c->act);
+  if (c->skip_layers < 0 || c->skip_layers >= (c->layers > 0 ? c->layers : 1))
+    return err_set("text config: skip_layers %d must be below layers %d", c->skip_layers, c->layers);
+  if (c->pool < 0 || c->pool > 1) return err_set("text config: pool %d is not 0 (mean) or 1 (eot)", c->pool);
+  if (c->proj < 0 || c->proj > 2 || c->proj_dim < 0 || c->proj_dim > 8192)
+    return err_set("text config: proj %d / proj_dim %d", c->proj, c->proj_dim);
+  if (c->vocab_size < 0 || c->vocab_size > 1 << 20)
+    return err_set("text config: vocab_size %d not in [0, 2^20]", c->vocab_size);
   return TB_OK;
 }
 
 char *text_config_format(const text_config *c, char *buf, size_t n) {
-  snprintf(buf, n, "{\"max_len\":%d,\"dim\":%d,\"layers\":%d,\"heads\":%d,\"mlp_mult\":%d}",
-           c->max_len, c->dim, c->layers, c->heads, c->mlp_mult);
+  int k = snprintf(buf, n, "{\"max_len\":%d,\"dim\":%d,\"layers\":%d,\"heads\":%d,\"mlp_mult\":%d",
+                   c->max_len, c->dim, c->layers, c->heads, c->mlp_mult);
+  /* the CLIP options only when set, so the built-in encoder's form stays as it was */
+  const struct { const char *key; int v; } opt[] = {
+      {"causal", c->causal}, {"attend_padding", c->attend_padding}, {"act", c->act},
+      {"skip_layers", c->skip_layers}, {"pool", c->pool}, {"proj", c->proj},
+      {"proj_dim", c->proj_dim}, {"vocab_size", c->vocab_size}};
+  for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++)
+    if (opt[i].v && k > 0 && (size_t)k < n) k += snprintf(buf + k, n - (size_t)k, ",\"%s\":%d", opt[i].key, opt[i].v);
+  if (k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, "}");
   return buf;
 }
 
@@ -183,6 +211,14 @@ int text_config_parse(text_config *c, const char *json) {
                : strcmp(k, "layers") == 0 ? &c->layers
                : strcmp(k, "heads") == 0  ? &c->heads
                : strcmp(k, "mlp_mult") == 0 ? &c->mlp_mult
+               : strcmp(k, "causal") == 0 ? &c->causal
+               : strcmp(k, "attend_padding") == 0 ? &c->attend_padding
+               : strcmp(k, "act") == 0 ? &c->act
+               : strcmp(k, "skip_layers") == 0 ? &c->skip_layers
+               : strcmp(k, "pool") == 0 ? &c->pool
+               : strcmp(k, "proj") == 0 ? &c->proj
+               : strcmp(k, "proj_dim") == 0 ? &c->proj_dim
+               : strcmp(k, "vocab_size") == 0 ? &c->vocab_size
                                             : NULL;
     if (!dst) rc = err_set("text config: unknown key '%s'", k);
     else if (x->type != JSON_NUMBER || !x->is_int || x->integer < 0 || x->integer > 1 << 20)
@@ -235,7 +271,9 @@ int text_tower_register(text_tower *t, nn_params *p, const char *prefix, const t
   if (vocab_copy(&t->vocab, vocab) != TB_OK) return TB_ERR;
   t->cfg = *cfg;
   snprintf(t->prefix, sizeof t->prefix, "%s", prefix);
-  int64_t D = cfg->dim, V = t->vocab.n, F = (int64_t)cfg->mlp_mult * cfg->dim;
+  int64_t D = cfg->dim, V = cfg->vocab_size > 0 ? cfg->vocab_size : t->vocab.n,
+          F = (int64_t)cfg->mlp_mult * cfg->dim;
+  t->n_vocab = (int)V;
   t->p_tok = add_param(p, prefix, "token_embedding.weight", 2, V, D, NN_INIT_NORMAL, 0, 0);
   t->p_pos = add_param(p, prefix, "positional_embedding", 2, cfg->max_len, D, NN_INIT_NORMAL, 0, 0);
   for (int l = 0; l < cfg->layers; l++) {
@@ -253,7 +291,12 @@ int text_tower_register(text_tower *t, nn_params *p, const char *prefix, const t
 #undef NAME
   }
   add_norm(p, prefix, "ln_final", D, t->p_lnf);
-  add_linear(p, prefix, "text_projection", D, D, t->p_proj);
+  t->p_proj[0] = t->p_proj[1] = -1;
+  if (cfg->proj == TEXT_PROJ_LINEAR) add_linear(p, prefix, "text_projection", D, D, t->p_proj);
+  else if (cfg->proj == TEXT_PROJ_NOBIAS) {
+    int64_t E = cfg->proj_dim > 0 ? cfg->proj_dim : D;
+    t->p_proj[0] = add_param(p, prefix, "text_projection.weight", 2, E, D, NN_INIT_XAVIER, D, E);
+  }
   return TB_OK;
 }
 
@@ -302,7 +345,7 @@ int text_batch_from_ids(const text_tower *t, const int32_t *ids, int B, int L, t
   memset(out, 0, sizeof *out);
   if (B < 1 || L < 2 || L > t->cfg.max_len)
     return err_set("token ids: (B, L) = (%d, %d); L must be in [2, %d]", B, L, t->cfg.max_len);
-  int V = t->vocab.n;
+  int V = t->n_vocab;
   int *len = xmalloc(sizeof(int) * (size_t)B);
   for (int b = 0; b < B; b++) {
     const int32_t *r = ids + (size_t)b * L;
@@ -340,6 +383,37 @@ int text_batch_from_ids(const text_tower *t, const int32_t *ids, int B, int L, t
   return TB_OK;
 }
 
+int text_batch_from_eot_ids(const text_tower *t, const int32_t *ids, int B, int L, int32_t eot,
+                            text_batch *out) {
+  memset(out, 0, sizeof *out);
+  if (B < 1 || L < 1 || L > t->cfg.max_len)
+    return err_set("token ids: (B, L) = (%d, %d); L must be in [1, %d]", B, L, t->cfg.max_len);
+  int *len = xmalloc(sizeof(int) * (size_t)B);
+  for (int b = 0; b < B; b++) {
+    const int32_t *r = ids + (size_t)b * L;
+    len[b] = 0;
+    for (int j = 0; j < L; j++) {
+      if (r[j] < 0 || r[j] >= t->n_vocab) {
+        free(len);
+        return err_set("token ids: row %d position %d holds %d, outside the vocabulary [0, %d)", b,
+                       j, r[j], t->n_vocab);
+      }
+      if (!len[b] && r[j] == eot) len[b] = j + 1;
+    }
+    if (!len[b]) {
+      free(len);
+      return err_set("token ids: row %d has no end-of-text id %d", b, eot);
+    }
+  }
+  out->B = B, out->L = L, out->len = len;
+  out->ids = xmalloc(sizeof(int32_t) * (size_t)B * L);
+  out->valid = xmalloc((size_t)B * L);
+  memcpy(out->ids, ids, sizeof(int32_t) * (size_t)B * L);
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < L; j++) out->valid[(size_t)b * L + j] = (uint8_t)(j < len[b]);
+  return TB_OK;
+}
+
 void text_batch_free(text_batch *b) {
   if (!b) return;
   free(b->ids);
@@ -364,28 +438,40 @@ nn_var text_tower_forward(const text_tower *t, nn_params *p, nn_ctx *c, const te
   int64_t B = b->B, L = b->L, D = cfg->dim, M = B * L, F = (int64_t)cfg->mlp_mult * D;
   TB_CHECKF(L >= 1 && L <= cfg->max_len, "text tower: L %lld > max_len %d", (long long)L,
             cfg->max_len);
-  nn_var x = nn_embedding(c, P(c, p, t->p_tok, frozen), b->ids, M, t->vocab.n, D);
+  nn_var x = nn_embedding(c, P(c, p, t->p_tok, frozen), b->ids, M, t->n_vocab, D);
   x = nn_add_bcast_first(c, x, P(c, p, t->p_pos, frozen), B, L * D);
-  for (int l = 0; l < cfg->layers; l++) {
+  const uint8_t *keep = cfg->attend_padding ? NULL : b->valid;
+  for (int l = 0; l < cfg->layers - cfg->skip_layers; l++) {
     const text_block_params *k = &t->blk[l];
     nn_var h = norm(c, p, x, k->ln1, M, D, frozen);
     nn_var q = lin(c, p, h, k->q, M, D, D, frozen), kk = lin(c, p, h, k->k, M, D, D, frozen),
            v = lin(c, p, h, k->v, M, D, D, frozen);
-    nn_var a = nn_attention_masked(c, q, kk, v, B, L, L, D, cfg->heads, b->valid, NULL);
+    nn_var a = cfg->causal
+                   ? nn_attention_ex(c, q, kk, v, B, L, L, D, cfg->heads, keep, 1, NULL)
+                   : nn_attention_masked(c, q, kk, v, B, L, L, D, cfg->heads, keep, NULL);
     x = nn_add(c, x, lin(c, p, a, k->o, M, D, D, frozen));
     h = norm(c, p, x, k->ln2, M, D, frozen);
-    h = nn_gelu(c, lin(c, p, h, k->fc1, M, D, F, frozen));
+    h = lin(c, p, h, k->fc1, M, D, F, frozen);
+    h = cfg->act == TEXT_ACT_QUICK_GELU ? nn_quick_gelu(c, h) : nn_gelu(c, h);
     x = nn_add(c, x, lin(c, p, h, k->fc2, M, F, D, frozen));
   }
   x = norm(c, p, x, t->p_lnf, M, D, frozen);
   if (pooled) {
     float *w = xmalloc(sizeof(float) * (size_t)M);
-    for (int64_t i = 0; i < B; i++)
+    for (int64_t i = 0; i < B; i++) {
+      int64_t n = b->len[i] < L ? b->len[i] : L;
       for (int64_t j = 0; j < L; j++)
-        w[i * L + j] = b->valid[i * L + j] ? 1.0f / (float)(b->len[i] < L ? b->len[i] : L) : 0.0f;
+        w[i * L + j] = cfg->pool == TEXT_POOL_EOT ? (j == n - 1 ? 1.0f : 0.0f)
+                       : b->valid[i * L + j]      ? 1.0f / (float)n
+                                                  : 0.0f;
+    }
     nn_var m = nn_token_pool(c, x, w, B, L, D);
     free(w);
-    *pooled = lin(c, p, m, t->p_proj, B, D, D, frozen);
+    if (cfg->proj == TEXT_PROJ_LINEAR) *pooled = lin(c, p, m, t->p_proj, B, D, D, frozen);
+    else if (cfg->proj == TEXT_PROJ_NOBIAS)
+      *pooled = nn_linear(c, m, P(c, p, t->p_proj[0], frozen), -1, B, D,
+                          cfg->proj_dim > 0 ? cfg->proj_dim : D);
+    else *pooled = m;
   }
   return x;
 }
@@ -465,4 +551,74 @@ int text_encoder_encode(text_encoder *e, const char *const *texts, int B, int L,
 int text_encoder_null(text_encoder *e, int L, float *tokens, float *pooled) {
   const char *empty = "";
   return text_encoder_encode(e, &empty, 1, L, tokens, pooled, NULL);
+}
+
+/* ---- names of CLIP checkpoints ------------------------------------------------------------ */
+
+int text_tensor_map(const text_tower *t, const nn_params *p, text_family fam, const char *prefix,
+                    nn_tensor_map *m) {
+  nn_tensor_map_init(m);
+  const text_config *cfg = &t->cfg;
+  int64_t D = cfg->dim;
+  char to[NN_NAME_MAX], from[2 * NN_NAME_MAX];
+#define TO(...) (snprintf(to, sizeof to, "%s", t->prefix), \
+                 snprintf(to + strlen(to), sizeof to - strlen(to), __VA_ARGS__), to)
+#define FROM(...) (snprintf(from, sizeof from, "%s", prefix), \
+                   snprintf(from + strlen(from), sizeof from - strlen(from), __VA_ARGS__), from)
+  int hf = fam == TEXT_FAMILY_HF_CLIP;
+  if (fam != TEXT_FAMILY_HF_CLIP && fam != TEXT_FAMILY_OPEN_CLIP)
+    return err_set("text tensor map: unknown family %d", (int)fam);
+  nn_tensor_map_add(m, FROM(hf ? "embeddings.token_embedding.weight" : "token_embedding.weight"),
+                    TO("token_embedding.weight"), NN_SRC_SAME, 0);
+  nn_tensor_map_add(m, FROM(hf ? "embeddings.position_embedding.weight" : "positional_embedding"),
+                    TO("positional_embedding"), NN_SRC_SAME, 0);
+  static const char *const wb[2] = {"weight", "bias"};
+  for (int l = 0; l < cfg->layers; l++)
+    for (int k = 0; k < 2; k++) {
+      const char *s = wb[k];
+      if (hf) {
+        static const char *const pair[][2] = {
+            {"ln_1", "layer_norm1"},        {"attn.q", "self_attn.q_proj"},
+            {"attn.k", "self_attn.k_proj"}, {"attn.v", "self_attn.v_proj"},
+            {"attn.out", "self_attn.out_proj"}, {"ln_2", "layer_norm2"},
+            {"mlp.fc1", "mlp.fc1"},         {"mlp.fc2", "mlp.fc2"}};
+        for (size_t i = 0; i < sizeof pair / sizeof pair[0]; i++)
+          nn_tensor_map_add(m, FROM("encoder.layers.%d.%s.%s", l, pair[i][1], s),
+                            TO("blocks.%d.%s.%s", l, pair[i][0], s), NN_SRC_SAME, 0);
+      } else {
+        static const char *const pair[][2] = {{"ln_1", "ln_1"},
+                                              {"attn.out", "attn.out_proj"},
+                                              {"ln_2", "ln_2"},
+                                              {"mlp.fc1", "mlp.c_fc"},
+                                              {"mlp.fc2", "mlp.c_proj"}};
+        for (size_t i = 0; i < sizeof pair / sizeof pair[0]; i++)
+          nn_tensor_map_add(m, FROM("transformer.resblocks.%d.%s.%s", l, pair[i][1], s),
+                            TO("blocks.%d.%s.%s", l, pair[i][0], s), NN_SRC_SAME, 0);
+        static const char *const qkv[3] = {"attn.q", "attn.k", "attn.v"};
+        for (int j = 0; j < 3; j++)
+          nn_tensor_map_add(m, FROM("transformer.resblocks.%d.attn.in_proj_%s", l, s),
+                            TO("blocks.%d.%s.%s", l, qkv[j], s), NN_SRC_ROWS, j * D);
+      }
+    }
+  nn_tensor_map_add(m, FROM(hf ? "final_layer_norm.weight" : "ln_final.weight"),
+                    TO("ln_final.weight"), NN_SRC_SAME, 0);
+  nn_tensor_map_add(m, FROM(hf ? "final_layer_norm.bias" : "ln_final.bias"), TO("ln_final.bias"),
+                    NN_SRC_SAME, 0);
+  if (cfg->proj == TEXT_PROJ_NOBIAS) {
+    if (hf) nn_tensor_map_add(m, "text_projection.weight", TO("text_projection.weight"), NN_SRC_SAME, 0);
+    else nn_tensor_map_add(m, FROM("text_projection"), TO("text_projection.weight"), NN_SRC_T, 0);
+  } else if (cfg->proj == TEXT_PROJ_LINEAR) {
+    nn_tensor_map_free(m);
+    return err_set("text tensor map: CLIP's projection has no bias (use TEXT_PROJ_NOBIAS or "
+                   "TEXT_PROJ_NONE)");
+  }
+#undef TO
+#undef FROM
+  for (int i = 0; i < m->n; i++)
+    if (nn_params_find(p, m->to[i]) < 0) {
+      int rc = err_set("text tensor map: %s is not a parameter of the tower", m->to[i]);
+      nn_tensor_map_free(m);
+      return rc;
+    }
+  return TB_OK;
 }

@@ -80,7 +80,13 @@ int text_tokenize(const text_vocab *v, const char *s, int max_len, int32_t *ids,
 
 /* ---- the encoder ------------------------------------------------------------------------- */
 
-#define TEXT_MAX_LAYERS 8
+#define TEXT_MAX_LAYERS 32
+
+/* Options of CLIP's text transformers (transformers' CLIPTextModel, OpenCLIP's text tower as
+ * VideoCrafter2 uses it); all 0 is the built-in encoder described above. */
+enum { TEXT_ACT_GELU = 0, TEXT_ACT_QUICK_GELU = 1 };                 /* act */
+enum { TEXT_POOL_MEAN = 0, TEXT_POOL_EOT = 1 };                      /* pool */
+enum { TEXT_PROJ_LINEAR = 0, TEXT_PROJ_NONE = 1, TEXT_PROJ_NOBIAS = 2 }; /* proj */
 
 typedef struct {
   int max_len;  /* positions (BOS and EOS included): the longest caption read */
@@ -88,10 +94,29 @@ typedef struct {
   int layers;   /* transformer blocks */
   int heads;    /* attention heads (dim % heads == 0) */
   int mlp_mult; /* MLP hidden width = mlp_mult · dim */
+  int causal;         /* 1: position i attends to positions 0..i only (CLIP) */
+  int attend_padding; /* 1: no key-padding mask: every position attends to every allowed one,
+                       * padding included, as CLIP's towers do (with causal, the positions up
+                       * to EOT are unaffected by padding either way) */
+  int act;            /* TEXT_ACT_GELU (exact erf) or TEXT_ACT_QUICK_GELU (OpenAI CLIP) */
+  int skip_layers;    /* the tokens come from block layers - skip_layers, then ln_final
+                       * (VideoCrafter2's "penultimate" OpenCLIP-H output: 1); every block
+                       * stays registered */
+  int pool;           /* TEXT_POOL_MEAN over the caption's tokens, or TEXT_POOL_EOT: the
+                       * token at the caption's last position (CLIP's EOT pooling) */
+  int proj;           /* pooled projection: TEXT_PROJ_LINEAR (D → D with bias), TEXT_PROJ_NONE,
+                       * TEXT_PROJ_NOBIAS (D → proj_dim, no bias: CLIP's text_projection) */
+  int proj_dim;       /* width of the TEXT_PROJ_NOBIAS projection (0: dim) */
+  int vocab_size;     /* > 0: a token table of that many rows for ids from a subword
+                       * tokenizer (kernels/nn/bpe.h); 0: the word vocabulary's size */
 } text_config;
 
 /* max_len 64, dim 128 (unet_config_default's text_dim), 2 layers, 4 heads, mlp 4. */
 text_config text_config_default(void);
+/* OpenCLIP ViT-H-14's text tower as VideoCrafter2 conditions on it: 77 positions, 1024 wide,
+ * 24 blocks of 16 heads, GELU, causal, penultimate block + ln_final, EOT pooling into a
+ * 1024-wide projection without bias, a 49408-token BPE table. */
+text_config text_config_openclip_h(void);
 /* TB_ERR (err_get) naming the field when a config does not add up. */
 int text_config_check(const text_config *c);
 /* {"max_len":64,"dim":128,"layers":2,"heads":4,"mlp_mult":4} into buf; returns buf. */
@@ -112,7 +137,8 @@ typedef struct {
   int p_pos;                       /* positional_embedding (max_len, D) */
   text_block_params blk[TEXT_MAX_LAYERS];
   int p_lnf[2];                    /* ln_final.{weight,bias} (D) */
-  int p_proj[2];                   /* text_projection.{weight (D, D), bias (D)} */
+  int p_proj[2];                   /* text_projection.{weight (D, D), bias (D)}; -1: none */
+  int n_vocab;                     /* rows of the token table */
 } text_tower;
 
 /* Registers the tower's parameters in p (before nn_params_alloc) under prefix, with a copy of
@@ -140,6 +166,28 @@ int text_batch_make(const text_tower *t, const char *const *texts, int B, int L,
  * TB_ERR naming the row and position of anything else, or L > max_len. */
 int text_batch_from_ids(const text_tower *t, const int32_t *ids, int B, int L, text_batch *out);
 void text_batch_free(text_batch *b);
+/* A batch of a subword tokenizer's ids (B, L) (host): each row's caption runs up to and
+ * including its first `eot` id; anything after it is padding (any id in [0, V)). TB_ERR naming
+ * the row when it has no eot or an id outside [0, V). */
+int text_batch_from_eot_ids(const text_tower *t, const int32_t *ids, int B, int L, int32_t eot,
+                            text_batch *out);
+
+/* Checkpoint families of CLIP text towers whose names text_tensor_map translates. */
+typedef enum {
+  TEXT_FAMILY_HF_CLIP = 1,   /* transformers' CLIPTextModel(WithProjection): embeddings.*,
+                              * encoder.layers.N.{layer_norm1, self_attn.{q,k,v,out}_proj,
+                              * layer_norm2, mlp.fc1, mlp.fc2}, final_layer_norm; projection
+                              * "text_projection.weight" at the top level */
+  TEXT_FAMILY_OPEN_CLIP = 2, /* OpenCLIP: token_embedding, positional_embedding,
+                              * transformer.resblocks.N.{ln_1, attn.in_proj_{weight,bias} (q, k,
+                              * v stacked), attn.out_proj, ln_2, mlp.c_fc, mlp.c_proj},
+                              * ln_final, text_projection (D, E) used as x @ P */
+} text_family;
+/* The checkpoint tensor of every parameter of tower t (registered in p) in a family's names,
+ * each under `prefix` ("text_model." for a transformers checkpoint, "cond_stage_model.model."
+ * inside VideoCrafter2's). */
+int text_tensor_map(const text_tower *t, const nn_params *p, text_family fam, const char *prefix,
+                    nn_tensor_map *m);
 
 /* Records the encoder on the tape: returns the output tokens (B·L, D) (after the final layer
  * norm) and, when pooled != NULL, the pooled embedding (B, D). frozen = 1: the parameters get
