@@ -24,6 +24,7 @@ int main(void) {
          clip_bpe_eos(t));
   char *gold = NULL;
   size_t len = 0;
+  int prompts = 0, same = 0, cut = 0;
   CHECK(fs_read_all(DIR "golden.jsonl", &gold, &len) == TB_OK);
   for (char *line = gold, *next; line && *line; line = next) {
     next = strchr(line, '\n');
