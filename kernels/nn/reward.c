@@ -406,3 +406,37 @@ int reward_score_batch(reward_model *m, nn_ctx *c, const float *frames, int B, i
   free(dy);
   return TB_OK;
 }
+
+int reward_similarity(reward_model *m, nn_ctx *c, const float *frames, int K, int F,
+                      const char *const *texts, int nt, float *sim) {
+  const reward_config *cfg = &m->cfg;
+  if (!m->has_text) return err_set("reward %s: no text tower", reward_kind_name(cfg->kind));
+  if (cfg->kind == REWARD_VIDEO && F != cfg->frames)
+    return err_set("reward video: %d frames per sample, the model reads exactly %d", F, cfg->frames);
+  if (K < 1 || F < 1 || nt < 1) return err_set("reward_similarity: empty input");
+  int E = cfg->embed;
+  int64_t S = cfg->size, per = 3 * S * S, ne = cfg->kind == REWARD_VIDEO ? K : (int64_t)K * F;
+  text_batch tb;
+  if (text_batch_make(&m->text, texts, nt, 0, &tb) != TB_OK) return TB_ERR;
+  nn_ctx_reset(c);
+  nn_ctx_set_grad(c, 0);
+  nn_var x = nn_input(c, frames, (int64_t)K * F * per, 0);
+  nn_var e = cfg->kind == REWARD_VIDEO ? reward_video_forward(m, c, x, K, 1)
+                                       : reward_frame_forward(m, c, x, ne, 1);
+  nn_var t = reward_text_forward(m, c, &tb, 1);
+  nn_var y = nn_linear(c, e, t, -1, ne, E, nt); /* (ne, nt) */
+  float *yh = xmalloc(sizeof(float) * (size_t)(ne * nt));
+  device_memcpy_d2h(yh, nn_data(c, y), sizeof(float) * (size_t)(ne * nt));
+  int per_k = cfg->kind == REWARD_VIDEO ? 1 : F;
+  for (int k = 0; k < K; k++)
+    for (int j = 0; j < nt; j++) {
+      double a = 0;
+      for (int f = 0; f < per_k; f++) a += yh[((int64_t)k * per_k + f) * nt + j];
+      sim[(int64_t)k * nt + j] = (float)(a / per_k);
+    }
+  free(yh);
+  text_batch_free(&tb);
+  nn_ctx_reset(c);
+  nn_ctx_set_grad(c, 1);
+  return TB_OK;
+}

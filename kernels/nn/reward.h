@@ -126,6 +126,13 @@ int reward_score(reward_model *m, nn_ctx *c, const float *frames, int B, int F,
 int reward_score_batch(reward_model *m, nn_ctx *c, const float *frames, int B, int F,
                        const text_batch *tb, float *score, float *grad);
 
+/* Similarities without gradients (clip, video): sim (K, nt) = cosine of sample k's frames
+ * (K, F, 3, H, W) host (clip: the mean over its F frames of each frame's cosine; video: F =
+ * cfg.frames) with caption j of texts (nt). For ranking captions per clip or scoring a clip
+ * against several captions at once. Captions longer than the model reads are cut. */
+int reward_similarity(reward_model *m, nn_ctx *c, const float *frames, int K, int F,
+                      const char *const *texts, int nt, float *sim);
+
 #ifdef __cplusplus
 }
 #endif
