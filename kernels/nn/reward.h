@@ -60,8 +60,9 @@ typedef struct {
   text_config text;     /* clip, video */
 } reward_config;
 
-/* The built-in sizes: 64x64 frames, widths 32-64-128-128 over 4 levels, text_config_default()
- * (embed 128); video 4 frames with temporal convolutions after the first 2 levels. */
+/* The built-in sizes: 64x64 frames, widths 16-32-64-128 over 4 levels, text_config_default()
+ * with one transformer block and an MLP of 2 x dim (embed 128); video 4 frames with temporal
+ * convolutions after the first 2 levels. */
 reward_config reward_config_default(reward_kind k);
 int reward_config_check(const reward_config *c);
 /* JSON: {"kind":"clip","size":64,"frames":0,"levels":4,"widths":[32,64,128,128],

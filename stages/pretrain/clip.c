@@ -1,7 +1,8 @@
 /* stages/pretrain/clip.c — bin/pretrain --model clip: the image-text reward model (CLIP-like).
  *
  * A step: B clips of the train split, one random frame each and its short caption (no two
- * equal captions in a batch), plus one hard negative per caption that differs only in a colour,
+ * equal captions in a batch), each clip mirrored half the time (its caption mirrored too) and
+ * shifted by up to 6 pixels, so that attributes rather than clips are learnt, plus one hard negative per caption that differs only in a colour,
  * a shape or the relation of two objects (common/caption.h). Symmetric InfoNCE at a fixed logit
  * scale: each frame against every caption of the step (negatives included), each caption
  * against every frame.
@@ -24,36 +25,30 @@
 #define CLIP_LOGIT_SCALE 14.3f /* 1 / 0.07, CLIP's initial temperature */
 #define CAP_MAX 512
 
-/* B distinct-caption clips; idx (B) gets their indices */
-static void pick_clips(const reward_step *s, int64_t *idx, int short_caption) {
-  const reward_clips *d = s->train;
-  for (int b = 0; b < s->B; b++) {
-    for (int tries = 0; tries < 20; tries++) {
-      idx[b] = rt_int(s->rng, (int)d->n);
-      const char *cap = short_caption ? d->cap_short[idx[b]] : d->cap_long[idx[b]];
-      int dup = 0;
-      for (int j = 0; j < b && !dup; j++)
-        dup = strcmp(cap, short_caption ? d->cap_short[idx[j]] : d->cap_long[idx[j]]) == 0;
-      if (!dup) break;
-    }
-  }
-}
-
 static int clip_step(const reward_step *s, nn_var *loss) {
   reward_model *m = s->m;
   nn_ctx *c = s->c;
   const reward_clips *d = s->train;
   int B = s->B, E = m->cfg.embed;
   int64_t per = 3 * (int64_t)m->cfg.size * m->cfg.size;
-  int64_t *idx = xmalloc(sizeof(int64_t) * (size_t)B);
   float *x = xmalloc(sizeof(float) * (size_t)(B * per));
   const char **pos = xmalloc(sizeof(char *) * (size_t)B), **neg = xmalloc(sizeof(char *) * (size_t)B);
-  char (*nb)[CAP_MAX] = xmalloc(sizeof *nb * (size_t)B);
-  pick_clips(s, idx, 1);
+  char (*nb)[CAP_MAX] = xmalloc(sizeof *nb * (size_t)B), (*pb)[CAP_MAX] = xmalloc(sizeof *pb * (size_t)B);
   int nn = 0;
+  /* B clips with distinct captions, each mirrored or shifted at random (the caption follows) */
   for (int b = 0; b < B; b++) {
-    reward_clips_frame(d, idx[b], rt_int(s->rng, d->T), x + b * per);
-    pos[b] = d->cap_short[idx[b]];
+    int64_t i = 0;
+    reward_aug a;
+    for (int tries = 0; tries < 20; tries++) {
+      i = rt_int(s->rng, (int)d->n);
+      a = reward_aug_draw(s->rng, 6);
+      reward_aug_caption(&a, d->cap_short[i], pb[b], CAP_MAX);
+      int dup = 0;
+      for (int j = 0; j < b && !dup; j++) dup = strcmp(pb[b], pb[j]) == 0;
+      if (!dup) break;
+    }
+    reward_clips_frame_aug(d, i, rt_int(s->rng, d->T), &a, x + b * per);
+    pos[b] = pb[b];
   }
   unsigned kinds = 1u << CAPTION_EDIT_COLOUR | 1u << CAPTION_EDIT_SHAPE | 1u << CAPTION_EDIT_RELATION;
   for (int b = 0; b < B; b++) {
@@ -79,11 +74,11 @@ static int clip_step(const reward_step *s, nn_var *loss) {
   }
   text_batch_free(&tp);
   text_batch_free(&tn);
-  free(idx);
   free(x);
   free(pos);
   free(neg);
   free(nb);
+  free(pb);
   return rc;
 }
 

@@ -147,7 +147,8 @@ static int quality_step(const reward_step *s, nn_var *loss) {
   float *x = xmalloc(sizeof(float) * (size_t)(2 * B * per));
   for (int b = 0; b < B; b++) {
     int64_t i = rt_int(s->rng, (int)d->n);
-    reward_clips_frame(d, i, rt_int(s->rng, d->T), x + b * per);
+    reward_aug a = reward_aug_draw(s->rng, 6);
+    reward_clips_frame_aug(d, i, rt_int(s->rng, d->T), &a, x + b * per);
     memcpy(x + (B + b) * per, x + b * per, sizeof(float) * (size_t)per);
     degrade(x + (B + b) * per, S, rt_int(s->rng, DEG_KINDS), train_strength(s->rng), s->rng);
   }

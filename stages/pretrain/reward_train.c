@@ -138,11 +138,39 @@ void reward_clips_frame(const reward_clips *d, int64_t i, int t, float *out) {
     for (int ch = 0; ch < 3; ch++) out[ch * S + p] = f[p * 3 + ch] * (1.0f / 255.0f);
 }
 
+void reward_clips_frame_aug(const reward_clips *d, int64_t i, int t, const reward_aug *a, float *out) {
+  const uint8_t *f = d->frames[i] + (size_t)t * d->H * d->W * 3;
+  int H = d->H, W = d->W;
+  size_t S = (size_t)H * W;
+  for (int y = 0; y < H; y++) {
+    int sy = y - a->dy;
+    sy = sy < 0 ? 0 : sy >= H ? H - 1 : sy;
+    for (int x = 0; x < W; x++) {
+      int sx = (a->flip ? W - 1 - x : x) - a->dx;
+      sx = sx < 0 ? 0 : sx >= W ? W - 1 : sx;
+      const uint8_t *p = f + ((size_t)sy * W + sx) * 3;
+      for (int ch = 0; ch < 3; ch++) out[ch * S + (size_t)y * W + x] = p[ch] * (1.0f / 255.0f);
+    }
+  }
+}
+
+void reward_aug_caption(const reward_aug *a, const char *caption, char *out, size_t n) {
+  if (!a->flip || caption_mirror(caption, out, n) == TB_ERR) snprintf(out, n, "%s", caption);
+}
+
 /* ---- random numbers, negatives ---------------------------------------------------------------- */
 
 uint64_t rt_u64(uint64_t *s) { return hash_mix64(*s += 0x9E3779B97F4A7C15ull); }
 double rt_uniform(uint64_t *s) { return (double)(rt_u64(s) >> 11) * (1.0 / 9007199254740992.0); }
 int rt_int(uint64_t *s, int n) { return n <= 1 ? 0 : (int)(rt_u64(s) % (uint64_t)n); }
+reward_aug reward_aug_draw(uint64_t *rng, int max_shift) {
+  reward_aug a;
+  a.flip = rt_uniform(rng) < 0.5;
+  a.dx = rt_int(rng, 2 * max_shift + 1) - max_shift;
+  a.dy = rt_int(rng, 2 * max_shift + 1) - max_shift;
+  return a;
+}
+
 double rt_normal(uint64_t *s) {
   double u1 = rt_uniform(s), u2 = rt_uniform(s);
   return sqrt(-2.0 * log(u1 + 1e-300)) * cos(6.283185307179586 * u2);
@@ -531,6 +559,18 @@ int reward_train_main(const reward_recipe *r, int argc, char **argv) {
       }
       log_info("%s: evaluated %lld val clips in %.1f s", mname, (long long)val.n, time_now() - te);
     }
+    /* the same measures on as many train clips: the generalisation gap */
+    reward_clips probe = train;
+    if (probe.n > val.n) probe.n = val.n;
+    memset(&met, 0, sizeof met);
+    if (r->evaluate && r->evaluate(&m, c, &probe, (uint64_t)seed, &met) == TB_OK)
+      for (int i = 0; i < met.n; i++)
+        if (!strstr(met.name[i], "_n") && !strstr(met.name[i], "chance")) {
+          char k[64];
+          snprintf(k, sizeof k, "train_%s", met.name[i]);
+          log_info("%s train: %-32s %.4f", mname, met.name[i], met.value[i]);
+          catalogue_metric_insert(cat, run, steps, k, met.value[i]);
+        }
   }
 out:
   if (rc != TB_OK) log_error("%s: %s", mname, err_get());

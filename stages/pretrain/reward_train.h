@@ -36,6 +36,19 @@ void reward_clips_free(reward_clips *d);
 /* Frame t of clip i as floats in [0, 1], (3, H, W) (channel-major), into out. */
 void reward_clips_frame(const reward_clips *d, int64_t i, int t, float *out);
 
+/* Training augmentation that the captions can follow: a horizontal mirror (the caption then
+ * goes through caption_mirror) and a shift by (dx, dy) pixels with the edge pixels repeated
+ * (small shifts keep every relation). */
+typedef struct {
+  int flip, dx, dy;
+} reward_aug;
+/* A random augmentation: mirror half the time, shifts in [-max_shift, max_shift]. */
+reward_aug reward_aug_draw(uint64_t *rng, int max_shift);
+/* reward_clips_frame through an augmentation. */
+void reward_clips_frame_aug(const reward_clips *d, int64_t i, int t, const reward_aug *a, float *out);
+/* The caption for an augmented clip (mirrored when a->flip) into out. */
+void reward_aug_caption(const reward_aug *a, const char *caption, char *out, size_t n);
+
 /* The run's random numbers: one splitmix64 state drives batches, frames, negatives and
  * degradations, so a resumed run draws exactly what the uninterrupted one would. */
 uint64_t rt_u64(uint64_t *s);

@@ -3,7 +3,7 @@
  *
  * A step: B clips of the train split, each as 4 strided frames {s, s+4, s+8, s+12} from a random
  * offset s (METHOD.md §3.5), with its short or its long caption (half each; no two equal in a
- * batch), plus two hard negatives per caption that differ only in motion: one changes a
+ * batch), mirrored half the time (the caption mirrored too) and shifted by up to 6 pixels, plus two hard negatives per caption that differ only in motion: one changes a
  * direction (short captions: also still ↔ moving) or a speed, the other a direction, the relation
  * of two objects or the camera's pan. Symmetric InfoNCE as the clip model's.
  *
@@ -24,11 +24,17 @@
 #define VIDEO_LOGIT_SCALE 14.3f
 #define CAP_MAX 512
 
-/* F frames of clip i at stride T / F from offset s0 (the frames of one student sample). */
-static void strided(const reward_clips *d, int64_t i, int F, int s0, float *out) {
+/* F frames of clip i at stride T / F from offset s0 (the frames of one student sample),
+ * through augmentation a (NULL: none). */
+static void strided_aug(const reward_clips *d, int64_t i, int F, int s0, const reward_aug *a,
+                        float *out) {
   int stride = d->T / F;
   int64_t per = 3 * (int64_t)d->H * d->W;
-  for (int f = 0; f < F; f++) reward_clips_frame(d, i, s0 + f * stride, out + f * per);
+  reward_aug none = {0, 0, 0};
+  for (int f = 0; f < F; f++) reward_clips_frame_aug(d, i, s0 + f * stride, a ? a : &none, out + f * per);
+}
+static void strided(const reward_clips *d, int64_t i, int F, int s0, float *out) {
+  strided_aug(d, i, F, s0, NULL, out);
 }
 static void offset0(const reward_clips *d, int64_t i, int F, float *out) { strided(d, i, F, 0, out); }
 
@@ -38,19 +44,22 @@ static int video_step(const reward_step *s, nn_var *loss) {
   const reward_clips *d = s->train;
   int B = s->B, E = m->cfg.embed, F = m->cfg.frames;
   int64_t per = (int64_t)F * 3 * m->cfg.size * m->cfg.size;
-  int64_t *idx = xmalloc(sizeof(int64_t) * (size_t)B);
   float *x = xmalloc(sizeof(float) * (size_t)(B * per));
   const char **pos = xmalloc(sizeof(char *) * (size_t)B), **neg = xmalloc(sizeof(char *) * 2 * (size_t)B);
-  char (*nb)[CAP_MAX] = xmalloc(sizeof *nb * 2 * (size_t)B);
+  char (*nb)[CAP_MAX] = xmalloc(sizeof *nb * 2 * (size_t)B), (*pb)[CAP_MAX] = xmalloc(sizeof *pb * (size_t)B);
   for (int b = 0; b < B; b++) {
+    int64_t i = 0;
+    reward_aug a;
     for (int tries = 0; tries < 20; tries++) {
-      idx[b] = rt_int(s->rng, (int)d->n);
-      pos[b] = rt_uniform(s->rng) < 0.5 ? d->cap_short[idx[b]] : d->cap_long[idx[b]];
+      i = rt_int(s->rng, (int)d->n);
+      a = reward_aug_draw(s->rng, 6);
+      reward_aug_caption(&a, rt_uniform(s->rng) < 0.5 ? d->cap_short[i] : d->cap_long[i], pb[b], CAP_MAX);
       int dup = 0;
-      for (int j = 0; j < b && !dup; j++) dup = strcmp(pos[b], pos[j]) == 0;
+      for (int j = 0; j < b && !dup; j++) dup = strcmp(pb[b], pb[j]) == 0;
       if (!dup) break;
     }
-    strided(d, idx[b], F, rt_int(s->rng, d->T / F), x + b * per);
+    pos[b] = pb[b];
+    strided_aug(d, i, F, rt_int(s->rng, d->T / F), &a, x + b * per);
   }
   const unsigned k1 = 1u << CAPTION_EDIT_DIRECTION | 1u << CAPTION_EDIT_SPEED;
   const unsigned k2 = 1u << CAPTION_EDIT_DIRECTION | 1u << CAPTION_EDIT_RELATION | 1u << CAPTION_EDIT_PAN;
@@ -80,11 +89,11 @@ static int video_step(const reward_step *s, nn_var *loss) {
   }
   text_batch_free(&tp);
   text_batch_free(&tn);
-  free(idx);
   free(x);
   free(pos);
   free(neg);
   free(nb);
+  free(pb);
   return rc;
 }
 
