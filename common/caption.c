@@ -421,3 +421,33 @@ int caption_edit(const char *caption, caption_edit_kind kind, int k, int value, 
   if (join(&res, out, n) != TB_OK) return TB_ERR;
   return strcmp(out, caption) != 0;
 }
+
+int caption_mirror(const char *caption, char *out, size_t n) {
+  char a[1024], b[1024];
+  if (snprintf(a, sizeof a, "%s", caption) >= (int)sizeof a) return err_set("caption_mirror: caption too long");
+  int changed = 0;
+  /* each site separately; left/right phrases have the same length both ways, so the site
+   * numbers stay valid between edits */
+  static const caption_edit_kind kinds[3] = {CAPTION_EDIT_DIRECTION, CAPTION_EDIT_RELATION, CAPTION_EDIT_PAN};
+  for (int k = 0; k < 3; k++) {
+    int ns = caption_sites(a, kinds[k]);
+    for (int i = 0; i < ns; i++) {
+      int v = caption_site_value(a, kinds[k], i), w = -1;
+      if (kinds[k] == CAPTION_EDIT_DIRECTION)
+        w = v == SCENE_MOTION_LEFT ? SCENE_MOTION_RIGHT : v == SCENE_MOTION_RIGHT ? SCENE_MOTION_LEFT : -1;
+      else if (kinds[k] == CAPTION_EDIT_RELATION)
+        w = v == SCENE_REL_LEFT_OF ? SCENE_REL_RIGHT_OF : v == SCENE_REL_RIGHT_OF ? SCENE_REL_LEFT_OF : -1;
+      else
+        w = v == SCENE_PAN_LEFT ? SCENE_PAN_RIGHT : v == SCENE_PAN_RIGHT ? SCENE_PAN_LEFT : -1;
+      if (w < 0) continue;
+      int rc = caption_edit(a, kinds[k], i, w, b, sizeof b);
+      if (rc == TB_ERR) return TB_ERR;
+      if (rc == 1) {
+        memcpy(a, b, sizeof a);
+        changed = 1;
+      }
+    }
+  }
+  if (snprintf(out, n, "%s", a) >= (int)n) return err_set("caption_mirror: output buffer too small");
+  return changed;
+}

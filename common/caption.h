@@ -60,6 +60,11 @@ int caption_site_value(const char *caption, caption_edit_kind kind, int site);
 int caption_edit(const char *caption, caption_edit_kind kind, int site, int value, char *out,
                  size_t n);
 
+/* The caption of the mirror image (left and right swapped): every left/right direction,
+ * relation, position and pan swapped. Returns 1 when it changed, 0 when the caption names no
+ * left or right (out is then a copy), TB_ERR when out is too small. */
+int caption_mirror(const char *caption, char *out, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

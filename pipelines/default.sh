@@ -1,4 +1,4 @@
-# summary: built-in world: synth → curate → tailored datasets (distill + reward halves) → report
+# summary: built-in world: synth → curate → reward models → tailored datasets (distill + reward halves) → report
 #
 # The start of T2V-Turbo-v2's pipeline on the built-in world: a 2,000-clip raw corpus with real
 # flaws, curated into the catalogue, and the tailored datasets the later stages train on.
@@ -9,6 +9,13 @@ pipeline_main() {
   corpus="$TURBO_WORKSPACE/corpus"
   stage synth --clips "$clips" --workers "$workers" "$@"
   stage curate --manifest "$corpus/manifest.csv" --root "$corpus" --workers "$workers"
+  # The reward models (image-text, image quality, video-text) learn from the clean clips; the
+  # video model then scores every clip, and the tailored recipe's learned filter drops the clips
+  # whose caption it does not believe (wrong captions).
+  stage curate --recipe pipelines/recipes/rewards.recipe
+  stage pretrain --model clip --dataset rewards
+  stage pretrain --model quality --dataset rewards
+  stage pretrain --model video --dataset rewards
   stage curate --recipe pipelines/recipes/tailored.recipe
   stage curate --recipe pipelines/recipes/motion.recipe
   # The built-in world knows its truth: score the flaw detectors against it (evaluation only;
@@ -19,5 +26,6 @@ pipeline_main() {
   say "report:    $TURBO_WORKSPACE/reports/curate.html"
   say "datasets:  $("$TURBO_BIN/catalogue" --workspace "$TURBO_WORKSPACE" --csv sql \
     "SELECT name || ' (' || count(m.clip_id) || ' members)' FROM datasets d LEFT JOIN dataset_members m ON m.dataset_id = d.id GROUP BY d.id ORDER BY d.name" 2>/dev/null | tail -n +2 | tr '\n' ' ')"
-  say "next stages (encode, motion, teacher, reward, student, sample, eval) are not built yet"
+  say "reward models: $TURBO_WORKSPACE/models/reward-{clip,quality,video}.safetensors (./run.sh reward --model NAME serves one)"
+  say "next stages (encode, motion, teacher, student, sample, eval) are not built yet"
 }

@@ -151,6 +151,21 @@ int main(void) {
       CHECK(caption_site_value(out, CAPTION_EDIT_PAN, 0) == to);
       CHECK(caption_sites(out, CAPTION_EDIT_DIRECTION) == moving(&s));
     }
+    /* the mirror image: left and right swapped everywhere, the scene's mirror's caption */
+    {
+      scene t = s;
+      for (int i = 0; i < t.n_objects; i++)
+        if (t.obj[i].motion == SCENE_MOTION_LEFT || t.obj[i].motion == SCENE_MOTION_RIGHT)
+          t.obj[i].motion = t.obj[i].motion == SCENE_MOTION_LEFT ? SCENE_MOTION_RIGHT : SCENE_MOTION_LEFT;
+      if (t.relation == SCENE_REL_LEFT_OF || t.relation == SCENE_REL_RIGHT_OF)
+        t.relation = t.relation == SCENE_REL_LEFT_OF ? SCENE_REL_RIGHT_OF : SCENE_REL_LEFT_OF;
+      if (t.pan) t.pan = t.pan == SCENE_PAN_LEFT ? SCENE_PAN_RIGHT : SCENE_PAN_LEFT;
+      scene_caption_short(&t, &cr, want, sizeof want);
+      int rc = caption_mirror(sc, out, sizeof out);
+      CHECKF(strcmp(out, want) == 0 && rc == (strcmp(sc, want) != 0), "mirror of \"%s\": \"%s\", want \"%s\"", sc, out, want);
+      CHECK(caption_mirror(lc, out, sizeof out) >= 0);
+      CHECK(caption_mirror(out, want, sizeof want) >= 0 && strcmp(want, lc) == 0); /* twice: itself */
+    }
     if (g_test_failures > 20) break;
   }
   /* errors and captions from elsewhere */

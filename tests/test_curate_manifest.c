@@ -55,6 +55,40 @@ int main(void) {
   for (int i = 0; i < m.nissues; i++) log_info("issue: %s", m.issues[i].reason);
   manifest_free(&m);
 
+  /* A path named again: the first row wins, each repeat is an issue naming the first line. */
+  const char dup[] =
+      "path,caption\n"           /* 1 */
+      "videos/a.mp4,first a\n"   /* 2 */
+      "videos/b.mp4,first b\n"   /* 3 */
+      "videos/a.mp4,again a\n"   /* 4 */
+      "videos/c.mp4,c\n"         /* 5 */
+      "videos/b.mp4,again b\n"   /* 6 */
+      "videos/a.mp4,a third\n";  /* 7 */
+  CHECK(manifest_parse(dup, sizeof dup - 1, 0, &m) == TB_OK);
+  CHECKF(m.n == 3 && m.rows[0].line == 2 && m.rows[1].line == 3 && m.rows[2].line == 5,
+         "rows after duplicates: %d", m.n);
+  CHECK(strcmp(m.rows[0].caption, "first a") == 0 && strcmp(m.rows[1].caption, "first b") == 0);
+  CHECK(has_issue(&m, 4, "line 4: duplicate of line 2 (videos/a.mp4)"));
+  CHECK(has_issue(&m, 6, "line 6: duplicate of line 3 (videos/b.mp4)"));
+  CHECK(has_issue(&m, 7, "line 7: duplicate of line 2"));
+  manifest_free(&m);
+  /* many rows, each path three times, the repeats far from the first: the same answer */
+  {
+    int np = 20000;
+    json_buf b = {0};
+    json_buf_puts(&b, "path,caption\n");
+    for (int rep = 0; rep < 3; rep++)
+      for (int i = 0; i < np; i++) json_buf_printf(&b, "v/%d.mp4,c%d\n", (i * 7919) % np, rep);
+    double t0 = time_now();
+    CHECK(manifest_parse(b.data, b.len, 0, &m) == TB_OK);
+    printf("duplicates: %d rows, %d kept, %d issues in %.3f s\n", 3 * np, m.n, m.nissues, time_now() - t0);
+    CHECK(m.n == np && m.nissues == 2 * np);
+    CHECK(m.n == np && strcmp(m.rows[np - 1].caption, "c0") == 0);
+    CHECK(has_issue(&m, 2 + 2 * np, "duplicate of line 2 (v/0.mp4)"));
+    manifest_free(&m);
+    json_buf_free(&b);
+  }
+
   /* Missing columns: the whole manifest is refused with a message. */
   const char nocap[] = "path,duration\nvideos/a.mp4,2\n";
   CHECK(manifest_parse(nocap, sizeof nocap - 1, 0, &m) == TB_ERR);

@@ -39,9 +39,11 @@ reward_config reward_config_default(reward_kind k) {
   c.kind = k;
   c.size = 64;
   c.levels = 4;
-  static const int w[4] = {32, 64, 128, 128};
+  static const int w[4] = {16, 32, 64, 128};
   memcpy(c.widths, w, sizeof w);
   c.text = text_config_default();
+  c.text.layers = 1; /* the world's captions are short and regular: one block binds the words */
+  c.text.mlp_mult = 2;
   c.embed = c.text.dim;
   if (k == REWARD_VIDEO) c.frames = 4, c.temporal_levels = 2;
   if (k == REWARD_QUALITY) c.hidden = 64, c.embed = 0;
@@ -137,12 +139,14 @@ int reward_config_parse(reward_config *c, const char *json) {
 
 /* ---- the model ------------------------------------------------------------------------------- */
 
+/* Weights He-uniform, +-sqrt(6 / fan_in) (XAVIER's bound with no fan-out): the towers have no
+ * normalisation, so each SiLU layer must keep its activations' scale. */
 static reward_lin add_lin(nn_params *p, const char *prefix, const char *name, int ndim,
-                          const int64_t *shape, int64_t fan_in, int64_t fan_out) {
+                          const int64_t *shape, int64_t fan_in) {
   char n[NN_NAME_MAX];
   reward_lin r;
   snprintf(n, sizeof n, "%s%s.weight", prefix, name);
-  r.w = nn_params_add(p, n, ndim, shape, NN_INIT_KAIMING, fan_in, fan_out);
+  r.w = nn_params_add(p, n, ndim, shape, NN_INIT_XAVIER, fan_in, 0);
   snprintf(n, sizeof n, "%s%s.bias", prefix, name);
   r.b = nn_params_add(p, n, 1, shape, NN_INIT_ZERO, 0, 0);
   return r;
@@ -159,21 +163,22 @@ int reward_model_create(reward_model *m, const reward_config *cfg, const text_vo
     char n[32];
     int64_t co = cfg->widths[l], sh[4] = {co, cin, 3, 3};
     snprintf(n, sizeof n, "conv%d", l);
-    m->conv[l] = add_lin(&m->params, pre, n, 4, sh, cin * 9, co * 9);
+    m->conv[l] = add_lin(&m->params, pre, n, 4, sh, cin * 9);
     side /= 2;
     if (l < cfg->temporal_levels) {
       int64_t st[3] = {co, co, 3};
       snprintf(n, sizeof n, "tconv%d", l);
-      m->tconv[l] = add_lin(&m->params, pre, n, 3, st, co * 3, co * 3);
+      m->tconv[l] = add_lin(&m->params, pre, n, 3, st, co * 3);
     }
     cin = co;
   }
-  int64_t flat = cin * side * side * (cfg->kind == REWARD_VIDEO ? cfg->frames : 1);
+  /* the head reads each frame's map flattened and its spatial mean (see head_input) */
+  int64_t flat = (cin * side * side + cin) * (cfg->kind == REWARD_VIDEO ? cfg->frames : 1);
   int64_t out = cfg->kind == REWARD_QUALITY ? cfg->hidden : cfg->embed, sh[2] = {out, flat};
-  m->head = add_lin(&m->params, pre, "head", 2, sh, flat, out);
+  m->head = add_lin(&m->params, pre, "head", 2, sh, flat);
   if (cfg->kind == REWARD_QUALITY) {
     int64_t s2[2] = {1, cfg->hidden};
-    m->head2 = add_lin(&m->params, pre, "head2", 2, s2, cfg->hidden, 1);
+    m->head2 = add_lin(&m->params, pre, "head2", 2, s2, cfg->hidden);
   } else {
     if (!vocab) return err_set("reward model %s: a text vocabulary is needed", reward_kind_name(cfg->kind));
     if (text_tower_register(&m->text, &m->params, "text.", &cfg->text, vocab) != TB_OK) return TB_ERR;
@@ -288,11 +293,25 @@ static nn_var conv_levels(reward_model *m, nn_ctx *c, nn_var x, int64_t B, int64
   return x;
 }
 
+/* The head's input per frame: [the spatial mean of the last map (C) | the map flattened
+ * (C·s·s)]. The mean is translation invariant (what is there: colour, shape, motion), the
+ * flattened map keeps where (relations). h (N, C, s, s) → (N, C + C·s·s). */
+static nn_var head_input(nn_ctx *c, nn_var h, int64_t N, int64_t C, int64_t s) {
+  int64_t S = s * s, dims[4] = {N, C, S, 1};
+  int perm[4] = {0, 2, 1, 3};
+  float *w = xmalloc(sizeof(float) * (size_t)(N * S));
+  for (int64_t i = 0; i < N * S; i++) w[i] = 1.0f / (float)S;
+  nn_var mean = nn_token_pool(c, nn_permute4(c, h, dims, perm), w, N, S, C);
+  free(w);
+  return nn_concat_chan(c, mean, h, N, C, C * S, 1);
+}
+
 nn_var reward_frame_forward(reward_model *m, nn_ctx *c, nn_var x, int64_t N, int frozen) {
   TB_CHECKF(m->cfg.kind != REWARD_VIDEO, "reward_frame_forward: the video model reads clips");
   int64_t C, s;
   nn_var h = conv_levels(m, c, x, N, 1, frozen, &C, &s);
-  int64_t flat = C * s * s;
+  h = head_input(c, h, N, C, s);
+  int64_t flat = C * s * s + C;
   if (m->cfg.kind == REWARD_QUALITY) {
     h = nn_linear(c, h, PV(m, c, m->head.w, frozen), PV(m, c, m->head.b, frozen), N, flat,
                   m->cfg.hidden);
@@ -309,7 +328,8 @@ nn_var reward_video_forward(reward_model *m, nn_ctx *c, nn_var x, int64_t B, int
   TB_CHECKF(m->cfg.kind == REWARD_VIDEO, "reward_video_forward: not a video model");
   int64_t T = m->cfg.frames, C, s;
   nn_var h = conv_levels(m, c, x, B, T, frozen, &C, &s);
-  int64_t flat = T * C * s * s; /* (B, T, C, s, s): frame order reaches the head */
+  h = head_input(c, h, B * T, C, s);
+  int64_t flat = T * (C * s * s + C); /* (B, T, ...): frame order reaches the head */
   h = nn_linear(c, h, PV(m, c, m->head.w, frozen), PV(m, c, m->head.b, frozen), B, flat,
                 m->cfg.embed);
   return nn_l2norm(c, h, B, m->cfg.embed);
@@ -404,5 +424,39 @@ int reward_score_batch(reward_model *m, nn_ctx *c, const float *frames, int B, i
   }
   free(yh);
   free(dy);
+  return TB_OK;
+}
+
+int reward_similarity(reward_model *m, nn_ctx *c, const float *frames, int K, int F,
+                      const char *const *texts, int nt, float *sim) {
+  const reward_config *cfg = &m->cfg;
+  if (!m->has_text) return err_set("reward %s: no text tower", reward_kind_name(cfg->kind));
+  if (cfg->kind == REWARD_VIDEO && F != cfg->frames)
+    return err_set("reward video: %d frames per sample, the model reads exactly %d", F, cfg->frames);
+  if (K < 1 || F < 1 || nt < 1) return err_set("reward_similarity: empty input");
+  int E = cfg->embed;
+  int64_t S = cfg->size, per = 3 * S * S, ne = cfg->kind == REWARD_VIDEO ? K : (int64_t)K * F;
+  text_batch tb;
+  if (text_batch_make(&m->text, texts, nt, 0, &tb) != TB_OK) return TB_ERR;
+  nn_ctx_reset(c);
+  nn_ctx_set_grad(c, 0);
+  nn_var x = nn_input(c, frames, (int64_t)K * F * per, 0);
+  nn_var e = cfg->kind == REWARD_VIDEO ? reward_video_forward(m, c, x, K, 1)
+                                       : reward_frame_forward(m, c, x, ne, 1);
+  nn_var t = reward_text_forward(m, c, &tb, 1);
+  nn_var y = nn_linear(c, e, t, -1, ne, E, nt); /* (ne, nt) */
+  float *yh = xmalloc(sizeof(float) * (size_t)(ne * nt));
+  device_memcpy_d2h(yh, nn_data(c, y), sizeof(float) * (size_t)(ne * nt));
+  int per_k = cfg->kind == REWARD_VIDEO ? 1 : F;
+  for (int k = 0; k < K; k++)
+    for (int j = 0; j < nt; j++) {
+      double a = 0;
+      for (int f = 0; f < per_k; f++) a += yh[((int64_t)k * per_k + f) * nt + j];
+      sim[(int64_t)k * nt + j] = (float)(a / per_k);
+    }
+  free(yh);
+  text_batch_free(&tb);
+  nn_ctx_reset(c);
+  nn_ctx_set_grad(c, 1);
   return TB_OK;
 }

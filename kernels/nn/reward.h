@@ -60,8 +60,9 @@ typedef struct {
   text_config text;     /* clip, video */
 } reward_config;
 
-/* The built-in sizes: 64x64 frames, widths 32-64-128-128 over 4 levels, text_config_default()
- * (embed 128); video 4 frames with temporal convolutions after the first 2 levels. */
+/* The built-in sizes: 64x64 frames, widths 16-32-64-128 over 4 levels, text_config_default()
+ * with one transformer block and an MLP of 2 x dim (embed 128); video 4 frames with temporal
+ * convolutions after the first 2 levels. */
 reward_config reward_config_default(reward_kind k);
 int reward_config_check(const reward_config *c);
 /* JSON: {"kind":"clip","size":64,"frames":0,"levels":4,"widths":[32,64,128,128],
@@ -125,6 +126,13 @@ int reward_score(reward_model *m, nn_ctx *c, const float *frames, int B, int F,
  * the model's text tower; NULL for quality). */
 int reward_score_batch(reward_model *m, nn_ctx *c, const float *frames, int B, int F,
                        const text_batch *tb, float *score, float *grad);
+
+/* Similarities without gradients (clip, video): sim (K, nt) = cosine of sample k's frames
+ * (K, F, 3, H, W) host (clip: the mean over its F frames of each frame's cosine; video: F =
+ * cfg.frames) with caption j of texts (nt). For ranking captions per clip or scoring a clip
+ * against several captions at once. Captions longer than the model reads are cut. */
+int reward_similarity(reward_model *m, nn_ctx *c, const float *frames, int K, int F,
+                      const char *const *texts, int nt, float *sim);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,7 @@
 
 #include "common/catalogue.h"
 #include "stages/curate/manifest.h"
+#include "stages/curate/recipe.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,6 +50,11 @@ int curate_reflag(catalogue *cat, int64_t *nclips);
  * WORKSPACE/reports/. */
 int curate_dataset_build(catalogue *cat, const curate_cfg *cfg, const char *recipe_path,
                          const char *name, char *name_out, size_t name_n);
+
+/* Learned statistics a recipe's `learned` filters name (stages/curate/learned.c): for
+ * text_video_score, every usable clip of the recipe's geometry is scored with the catalogue's
+ * video reward model when there is one (and nothing happens when there is none). */
+int curate_learned_scores(catalogue *cat, const curate_cfg *cfg, const recipe *r);
 
 /* The one-page HTML summary WORKSPACE/reports/curate.html (and curate-run-ID.html). `m` and
  * `tot` may be NULL (report of the catalogue only). */

@@ -279,6 +279,11 @@ int curate_dataset_build(catalogue *cat, const curate_cfg *cfg, const char *reci
       return err_set("dataset name '%s': use letters, digits, _ - . only", name);
     }
   double t0 = time_now();
+  /* Learned statistics first (a model scores the clips that lack them). */
+  if (curate_learned_scores(cat, cfg, &r) != TB_OK) {
+    recipe_free(&r);
+    return TB_ERR;
+  }
   /* Load every statistic the recipe names, plus the implicit ones. */
   stat_col cols[RECIPE_MAX_CONDS * (RECIPE_MAX_SUBSETS + 1) + 8];
   int ncols = 0, rc = TB_OK;

@@ -4,6 +4,7 @@
 #include "common/fsutil.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/tensor.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -324,43 +325,41 @@ static int parse_jsonl(const char *t, size_t len, manifest *m) {
   return TB_OK;
 }
 
-static int cmp_row_path(const void *a, const void *b) {
-  const manifest_row *x = *(manifest_row *const *)a, *y = *(manifest_row *const *)b;
-  int c = strcmp(x->path, y->path);
-  return c ? c : (x->line > y->line) - (x->line < y->line);
-}
-
-/* A path named twice: the first row wins, later ones become issues. */
+/* A path named twice: the first row wins, later ones become issues naming the first row's
+ * line. One pass over the rows in file order with a hash set of the paths seen (open
+ * addressing, at most half full): linear in the number of rows, however many repeat. */
 static void drop_duplicates(manifest *m) {
   if (m->n < 2) return;
-  manifest_row **idx = xmalloc(sizeof *idx * m->n);
-  for (int i = 0; i < m->n; i++) idx[i] = &m->rows[i];
-  qsort(idx, (size_t)m->n, sizeof *idx, cmp_row_path);
-  char *drop = xcalloc((size_t)m->n, 1);
-  for (int i = 1; i < m->n; i++)
-    if (strcmp(idx[i]->path, idx[i - 1]->path) == 0) {
-      drop[idx[i] - m->rows] = 1;
-    }
+  size_t cap = 16;
+  while (cap < 2 * (size_t)m->n) cap <<= 1;
+  int *slot = xmalloc(sizeof(int) * cap); /* row index, -1 empty */
+  for (size_t i = 0; i < cap; i++) slot[i] = -1;
   int w = 0;
   for (int i = 0; i < m->n; i++) {
-    if (drop[i]) {
-      /* Name the earliest line with this path. */
-      int firstline = m->rows[i].line;
-      for (int j = 0; j < i; j++)
-        if (!drop[j] && strcmp(m->rows[j].path, m->rows[i].path) == 0) firstline = m->rows[j].line;
-      add_issue(m, m->rows[i].line, NULL, "line %d: duplicate of line %d (%s); ignored",
-                m->rows[i].line, firstline, m->rows[i].path);
-      free(m->rows[i].id);
-      free(m->rows[i].path);
-      free(m->rows[i].caption);
-      free(m->rows[i].short_caption);
+    manifest_row *r = &m->rows[i];
+    size_t h = (size_t)checksum64(r->path, strlen(r->path)) & (cap - 1);
+    int first = -1;
+    while (slot[h] >= 0) {
+      if (strcmp(m->rows[slot[h]].path, r->path) == 0) {
+        first = slot[h];
+        break;
+      }
+      h = (h + 1) & (cap - 1);
+    }
+    if (first < 0) {
+      m->rows[w] = *r; /* kept rows move down in order; w <= i */
+      slot[h] = w++;
       continue;
     }
-    m->rows[w++] = m->rows[i];
+    add_issue(m, r->line, NULL, "line %d: duplicate of line %d (%s); ignored", r->line,
+              m->rows[first].line, r->path);
+    free(r->id);
+    free(r->path);
+    free(r->caption);
+    free(r->short_caption);
   }
   m->n = w;
-  free(drop);
-  free(idx);
+  free(slot);
 }
 
 int manifest_parse(const char *text, size_t len, int is_jsonl, manifest *m) {

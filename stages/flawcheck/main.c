@@ -9,7 +9,10 @@
  *     flaw_flicker, flaw_watermark, flaw_lowq, flaw_cut (evaluated over the files that are not
  *     broken and have statistics);
  *   broken → the source was rejected as damaged (truncated, damaged, undecodable, crashed);
- *   wrong_caption → reported as pending: it needs a learned video-text score.
+ *   wrong_caption → the learned statistic text_video_score (the video reward model's agreement
+ *     of clip and caption, filled in by bin/curate when a recipe has `learned text_video_score`)
+ *     below --caption-threshold (default 0.3, the tailored recipe's), over the clips that have
+ *     the score; reported as pending while no clip has one.
  * With --min P, exits 1 when a measured precision or recall is below P. Exit 2: bad usage.
  */
 #include "common/args.h"
@@ -34,6 +37,8 @@ typedef struct {
   int damaged;   /* rejected for damage (not for being short) */
   int has_stats;
   int flag[F_N];
+  int has_tv;     /* a text_video_score is there */
+  double tv;      /* its value */
   char *reason;
 } src_rec;
 
@@ -82,6 +87,11 @@ static int stat_row(void *ctx, int ncol, const char *const *names, const char *c
   src_tab *t = ctx;
   src_rec *r = tab_find(t, v[0]);
   if (!r || !v[1]) return 0;
+  if (strcmp(v[1], "text_video_score") == 0) {
+    r->has_tv = v[2] != NULL;
+    r->tv = v[2] ? atof(v[2]) : 0;
+    return 0;
+  }
   r->has_stats = 1;
   for (int f = 0; f < F_N; f++)
     if (k_flag_names[f] && strcmp(v[1], k_flag_names[f]) == 0) r->flag[f] = v[2] && atof(v[2]) > 0.5;
@@ -91,12 +101,14 @@ static int stat_row(void *ctx, int ncol, const char *const *names, const char *c
 int main(int argc, char **argv) {
   log_init("flawcheck");
   char *truth = NULL, *workspace = NULL;
-  double min = -1;
+  double min = -1, caption_threshold = 0.3;
   int verbose = 0;
   arg_opt opts[] = {{"truth", ARG_STR, &truth, "PATH", "truth.jsonl of a bin/synth corpus"},
                     {"workspace", ARG_STR, &workspace, "DIR", "workspace curated by bin/curate"},
                     {"min", ARG_F64, &min, "P", "exit 1 when a measured precision/recall < P"},
                     {"verbose", ARG_FLAG, &verbose, NULL, "list every miss and false alarm"},
+                    {"caption-threshold", ARG_F64, &caption_threshold, "X",
+                     "a clip whose text_video_score is below X counts as flagged wrong_caption"},
                     {0}};
   int pos = args_parse(argc, argv, "flawcheck --truth FILE [options]",
                        "Precision and recall of curation's flaw detectors against the truth.", opts);
@@ -120,7 +132,7 @@ int main(int argc, char **argv) {
   if (catalogue_query(cat,
                       "SELECT s.path, cs.name, cs.value FROM sources s JOIN clips c ON "
                       "c.source_id = s.id JOIN clip_stats cs ON cs.clip_id = c.id WHERE cs.name "
-                      "LIKE 'flaw_%'",
+                      "LIKE 'flaw_%' OR cs.name = 'text_video_score'",
                       0, NULL, stat_row, &tab, NULL) != TB_OK) {
     log_error("%s", err_get());
     return 1;
@@ -134,7 +146,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   long tp[F_N] = {0}, fp[F_N] = {0}, fn[F_N] = {0}, pos_n[F_N] = {0}, fp_wrong[F_N] = {0};
-  long rows = 0, missing = 0, evaluated = 0, broken_ok = 0;
+  long rows = 0, missing = 0, evaluated = 0, broken_ok = 0, scored = 0, wrong_all = 0;
   char *line = text;
   while (line && *line) {
     char *nl = strchr(line, '\n');
@@ -184,7 +196,18 @@ int main(int argc, char **argv) {
               printf("%s %s: %s\n", has[f] ? "missed" : "false", k_truth_names[f], path);
           }
         }
-        if (has[F_WRONG]) pos_n[F_WRONG]++;
+        /* wrong captions: the clips the video model scored */
+        if (!has[F_BROKEN] && r->has_tv) {
+          int flagged = r->tv < caption_threshold;
+          scored++;
+          if (has[F_WRONG]) pos_n[F_WRONG]++;
+          if (has[F_WRONG] && flagged) tp[F_WRONG]++;
+          if (has[F_WRONG] && !flagged) fn[F_WRONG]++;
+          if (!has[F_WRONG] && flagged) fp[F_WRONG]++;
+          if (verbose && has[F_WRONG] != flagged)
+            printf("%s wrong_caption: %s (text_video_score %.3f)\n", has[F_WRONG] ? "missed" : "false", path, r->tv);
+        }
+        wrong_all += has[F_WRONG];
       }
       json_free(v);
     }
@@ -197,8 +220,8 @@ int main(int argc, char **argv) {
          "recall", "detector");
   int below = 0;
   for (int f = 0; f < F_N; f++) {
-    if (f == F_WRONG) {
-      printf("%-14s %6ld %7s %6s %9s %7s  %s\n", k_truth_names[f], pos_n[f], "-", "-", "-", "-",
+    if (f == F_WRONG && scored == 0) {
+      printf("%-14s %6ld %7s %6s %9s %7s  %s\n", k_truth_names[f], wrong_all, "-", "-", "-", "-",
              "pending: needs a learned video-text score (recipe 'learned text_video_score')");
       continue;
     }
@@ -206,7 +229,8 @@ int main(int argc, char **argv) {
     double p = flagged ? (double)tp[f] / flagged : (pos_n[f] ? 0.0 : 1.0);
     double rc = pos_n[f] ? (double)tp[f] / pos_n[f] : 1.0;
     printf("%-14s %6ld %7ld %6ld %9.3f %7.3f  %s", k_truth_names[f], pos_n[f], flagged, tp[f],
-           p, rc, f == F_BROKEN ? "source rejected as damaged" : k_flag_names[f]);
+           p, rc, f == F_BROKEN ? "source rejected as damaged" : f == F_WRONG ? "text_video_score <" : k_flag_names[f]);
+    if (f == F_WRONG) printf(" %g (%ld scored clips)", caption_threshold, scored);
     /* A still clip that borrowed a motion caption looks exactly like a static-flaw clip. */
     if (fp_wrong[f]) printf(" (%ld of %ld false alarms are wrong-caption clips)", fp_wrong[f], fp[f]);
     printf("\n");

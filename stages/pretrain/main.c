@@ -14,6 +14,9 @@
 
 /* The models, in the order the default pipeline trains them. */
 static const pretrain_model k_models[] = {
+    {"clip", "image-text reward: frame and text encoders, contrastive (CLIPScore-like)", pretrain_clip},
+    {"quality", "image-quality reward: prefers clean frames over degraded ones (HPS-like)", pretrain_quality},
+    {"video", "video-text reward: 4 strided frames and text, contrastive with motion negatives", pretrain_video},
     {NULL, NULL, NULL},
 };
 

@@ -16,4 +16,9 @@ typedef struct {
   int (*run)(int argc, char **argv);
 } pretrain_model;
 
+/* The reward models (clip.c, quality.c, video.c; their shared driver is reward_train.c). */
+int pretrain_clip(int argc, char **argv);
+int pretrain_quality(int argc, char **argv);
+int pretrain_video(int argc, char **argv);
+
 #endif
