@@ -93,7 +93,7 @@ int main(int argc, char **argv) {
 
   m = msg_new("reward.score", 1, 4);
   msg_set_bool(m, "want_grad", 1);
-  int64_t fs[5] = {1, 2, 3, 2, 2}, tk[2] = {1, 5};
+  int64_t fs[5] = {1, 2, 3, 8, 8}, tk[2] = {1, 5}; /* H, W >= 8 as the schema asks */
   add(m, "frames", DTYPE_F32, 5, fs, -0.5f);
   add(m, "tokens", DTYPE_I32, 2, tk, 0);
   write_seed(dir, "reward_score", m);
