@@ -106,7 +106,10 @@ int reward_config_parse(reward_config *c, const char *json) {
   } else {
     reward_kind k;
     rc = reward_kind_parse(kind, &k);
-    if (rc == TB_OK) *c = reward_config_default(k);
+    if (rc == TB_OK) {
+      *c = reward_config_default(k);
+      c->stem = 0; /* a config without "stem" predates it: no stem */
+    }
   }
   for (size_t i = 0; rc == TB_OK && i < v->count; i++) {
     const char *key = v->keys[i];
