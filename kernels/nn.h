@@ -71,6 +71,9 @@ int nn_params_add(nn_params *p, const char *name, int ndim, const int64_t *shape
                   nn_init_kind init, int64_t fan_in, int64_t fan_out);
 /* One device allocation for all data and one for all gradients (zeroed). Call once. */
 void nn_params_alloc(nn_params *p);
+/* The data block only (zeroed): a frozen model that never had a gradient block, as
+ * nn_params_freeze leaves one. Call once, instead of nn_params_alloc. */
+void nn_params_alloc_frozen(nn_params *p);
 /* Seeded initialisation (drawn on the host, copied to the device). With zero_out = 0 the
  * NN_INIT_ZERO_OUT parameters are drawn like NN_INIT_KAIMING instead (gradient tests need every
  * path live). */

@@ -66,6 +66,14 @@ int cpu_fast_threads(void) {
 #endif
 }
 
+int cpu_fast_threads_here(void) {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
 static void fast_set_num_threads(int n) {
 #ifdef _OPENMP
   if (n <= 0) n = omp_get_num_procs();
