@@ -3,7 +3,8 @@
 # a short VAE run (bounded steps) and a text encoder (the clip reward model, --quick); encode
 # caches latents and caption embeddings for every clip; a rerun encodes nothing (idempotent);
 # a retrained VAE makes the latents stale, and only they are encoded again; a damaged shard is
-# refused by the reader with a message naming the clip; a killed-and-rerun VAE training resumes.
+# refused by the reader with a message naming the clip; a VAE training killed with -9 resumes
+# from its training state when rerun.
 set -u
 BUILD=${BUILD:-build}
 BIN=${BIN:-bin}
@@ -49,4 +50,13 @@ nlat=$(q "select count(*) from tensors where kind = 'latent'")
 # the reader: every latent reads back; a damaged shard is refused naming the clip
 TURBO_ENC_CACHE_WS="$WS" "$BUILD/tests/test_enc_cache" >"$OUT/read.log" 2>&1 || fail "reader: $(tail -3 "$OUT/read.log")"
 cat "$OUT/read.log"
+# kill -9 during a --force retrain (after its first training state), rerun: it resumes
+"$BIN/pretrain" --model vae $D --quick --steps 12 --save-every 3 --force >"$OUT/vae3.log" 2>&1 &
+P=$!
+i=0
+while [ ! -f "$WS/models/vae.state.safetensors" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+kill -9 $P 2>/dev/null; wait $P 2>/dev/null
+"$BIN/pretrain" --model vae $D --quick --steps 12 --save-every 3 >"$OUT/vae4.log" 2>&1 || fail "resume run"
+grep "resuming from" "$OUT/vae4.log" || fail "the rerun after kill -9 did not resume: $(tail -3 "$OUT/vae4.log")"
+grep -q "trained in" "$OUT/vae4.log" || fail "the resumed run did not finish"
 echo "ok"

@@ -191,7 +191,10 @@ int pretrain_vae(int argc, char **argv) {
   log_info("vae: dataset %s (id %lld): %lld train, %lld val clips of %dx%dx%d", dataset,
            (long long)dsid, (long long)train.n, (long long)val.n, train.T, train.H, train.W);
   int have_ckpt = access(ckpt, R_OK) == 0;
-  if ((have_ckpt && !force) || eval_only) {
+  /* a training state means a run that did not finish (perhaps a killed --force run): it resumes
+   * even where an older checkpoint exists */
+  int have_state = access(state, R_OK) == 0;
+  if ((have_ckpt && !force && !have_state) || eval_only) {
     if (!have_ckpt) {
       rc = err_set("%s: no checkpoint to evaluate (train it first)", ckpt);
       goto out;
