@@ -329,6 +329,21 @@ nn_var nn_xent(nn_ctx *c, nn_var logits, const int32_t *target, int64_t N, int64
 nn_var nn_mse(nn_ctx *c, nn_var pred, nn_var target);
 nn_var nn_huber(nn_ctx *c, nn_var pred, nn_var target, float hc);
 
+/* The frame VAE's operations. Zero padding of x (N, C, H, W) by (top, bottom, left, right)
+ * (LDM's down-sampler pads (0, 1, 0, 1)); channels [c0, c0 + k) of x (N, C, S) as (N, k, S) (the
+ * posterior's mean and log-variance halves); a clamp to [lo, hi] (gradient where lo <= x <= hi);
+ * a posterior draw mean + exp(logvar / 2) · noise with noise (numel) a host array (copied; a
+ * constant); and one-value losses: the KL of N(mean, exp(logvar)) from N(0, 1), averaged over
+ * elements, and the mean absolute error. */
+nn_var nn_pad2d(nn_ctx *c, nn_var x, int64_t N, int64_t C, int64_t H, int64_t W, int top,
+                int bottom, int left, int right);
+nn_var nn_chan_slice(nn_ctx *c, nn_var x, int64_t N, int64_t C, int64_t S, int64_t c0,
+                     int64_t k);
+nn_var nn_clamp(nn_ctx *c, nn_var x, float lo, float hi);
+nn_var nn_gauss_sample(nn_ctx *c, nn_var mean, nn_var logvar, const float *noise);
+nn_var nn_kl_gauss(nn_ctx *c, nn_var mean, nn_var logvar);
+nn_var nn_l1(nn_ctx *c, nn_var pred, nn_var target);
+
 /* Embedding leaves (no gradient) of N per-sample scalars given in a host array:
  * LDM's sinusoidal timestep embedding (N, dim) = [cos(t·f_i), sin(t·f_i)], f_i = 10000^(-i/half)
  * (op_timestep_embedding), and the guidance-scale embedding of LCM / T2V-Turbo of 1000·w
