@@ -106,6 +106,11 @@ int motion_guide_active(const diff_schedule *s, const motion_guide *g, int n);
 int motion_guide_eps(unet *u, nn_ctx *c, const diff_schedule *s, const motion_guide *g, int B,
                      int T, int H, int W, int L, const float *z, const int *idx, const float *ctx,
                      float *eps, float *dEdz, float *E);
+/* The same at DDPM timesteps t (B) rather than solver indices, for samplers whose steps are
+ * not all on the solver grid: guided where t[b] >= ddim_t[motion_guide_first_index]. */
+int motion_guide_eps_t(unet *u, nn_ctx *c, const diff_schedule *s, const motion_guide *g, int B,
+                       int T, int H, int W, int L, const float *z, const int *t, const float *ctx,
+                       float *eps, float *dEdz, float *E);
 /* The same correction from scores already computed (a cache): eps_b -= m · factor · score_b
  * on guided samples; n values per sample. */
 void motion_guide_apply_score(const diff_schedule *s, const motion_guide *g, int B, int64_t n,

@@ -239,9 +239,10 @@ int motion_guide_active(const diff_schedule *s, const motion_guide *g, int n) {
          n < s->n_ddim;
 }
 
-int motion_guide_eps(unet *u, nn_ctx *c, const diff_schedule *s, const motion_guide *g, int B,
-                     int T, int H, int W, int L, const float *z, const int *idx, const float *ctx,
-                     float *eps, float *dEdz, float *E) {
+/* The term on the samples with active[b], each at DDPM timestep t[b]. */
+static int guide_core(unet *u, nn_ctx *c, const diff_schedule *s, const motion_guide *g, int B,
+                      int T, int H, int W, int L, const float *z, const int *t,
+                      const uint8_t *active, const float *ctx, float *eps, float *dEdz, float *E) {
   int64_t n = (int64_t)T * u->cfg.in_ch * H * W, nc = (int64_t)L * u->cfg.text_dim;
   if (g->ref && g->ref->B != B)
     return err_set("motion guidance: a reference of %d samples for a batch of %d", g->ref->B, B);
@@ -250,7 +251,7 @@ int motion_guide_eps(unet *u, nn_ctx *c, const diff_schedule *s, const motion_gu
   for (int b = 0; b < B && rc == TB_OK; b++) {
     float *sb = dEdz ? dEdz + b * n : score;
     if (E) E[b] = 0.0f;
-    if (!motion_guide_active(s, g, idx[b])) {
+    if (!active[b]) {
       if (dEdz) memset(sb, 0, (size_t)n * sizeof(float));
       continue;
     }
@@ -263,19 +264,50 @@ int motion_guide_eps(unet *u, nn_ctx *c, const diff_schedule *s, const motion_gu
       rc = TB_ERR;
       break;
     }
-    int t = s->ddim_t[idx[b]];
-    float tf = (float)t, Eb = 0.0f;
+    float tf = (float)t[b], Eb = 0.0f;
     rc = motion_score(u, c, &rb, g->scale, 1, T, H, W, L, z + b * n, &tf, NULL, NULL,
                       ctx + b * nc, NULL, sb, &Eb);
     motion_ref_free(&rb);
     if (rc != TB_OK) break;
     if (E) E[b] = Eb;
-    float k = g->m * motion_factor((float)s->abar[t], g->tt_factor);
+    float k = g->m * motion_factor((float)s->abar[t[b]], g->tt_factor);
     float *eb = eps + b * n;
     for (int64_t i = 0; i < n; i++) eb[i] -= k * sb[i];
   }
   free(score);
   nn_ctx_reset(c);
+  return rc;
+}
+
+int motion_guide_eps(unet *u, nn_ctx *c, const diff_schedule *s, const motion_guide *g, int B,
+                     int T, int H, int W, int L, const float *z, const int *idx, const float *ctx,
+                     float *eps, float *dEdz, float *E) {
+  int *t = xmalloc((size_t)B * sizeof(int));
+  uint8_t *act = xmalloc((size_t)B);
+  for (int b = 0; b < B; b++) {
+    act[b] = (uint8_t)motion_guide_active(s, g, idx[b]);
+    t[b] = diff_index_valid(s, idx[b]) ? s->ddim_t[idx[b]] : 0;
+  }
+  int rc = guide_core(u, c, s, g, B, T, H, W, L, z, t, act, ctx, eps, dEdz, E);
+  free(t), free(act);
+  return rc;
+}
+
+int motion_guide_eps_t(unet *u, nn_ctx *c, const diff_schedule *s, const motion_guide *g, int B,
+                       int T, int H, int W, int L, const float *z, const int *t, const float *ctx,
+                       float *eps, float *dEdz, float *E) {
+  uint8_t *act = xmalloc((size_t)B);
+  int first = motion_guide_first_index(s, g->tau);
+  int t0 = first < s->n_ddim ? s->ddim_t[first] : s->T;
+  for (int b = 0; b < B; b++) {
+    if (t[b] < 0 || t[b] >= s->T) {
+      free(act);
+      return err_set("motion guidance: timestep %d outside [0, %d)", t[b], s->T);
+    }
+    act[b] = (uint8_t)(g->m != 0.0f && g->tau > 0.0f && t[b] >= t0);
+  }
+  int rc = guide_core(u, c, s, g, B, T, H, W, L, z, t, act, ctx, eps, dEdz, E);
+  free(act);
   return rc;
 }
 
