@@ -3,12 +3,19 @@
  * step (CFG, B = 1) unguided and guided through the teacher's hook, the peak activation memory
  * of each (nn_ctx_bytes) for the layers read (all decoder temporal layers, the last two, every
  * temporal layer), and bin/motion's per-clip precompute (4 inversion steps) against 10 plain
- * forwards.   build/bench/bench_motion [iterations] */
+ * forwards.   build/bench/bench_motion [iterations]
+ * build/bench/bench_motion --workspace DIR N writes a workspace instead: dataset "bench" of N
+ * motion clips at this size (random latents and captions) and this teacher as model "teacher",
+ * for timing bin/motion (`bin/motion --workspace DIR --dataset bench --workers 2`). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/catalogue.h"
+#include "common/fsutil.h"
 #include "common/log.h"
+#include "common/safetensors.h"
+#include "common/tensor.h"
 #include "kernels/diffusion.h"
 #include "kernels/motion.h"
 #include "kernels/nn.h"
@@ -17,7 +24,81 @@
 #include "kernels/ops.h"
 #include "tests/testutil.h"
 
+static int put(catalogue *cat, const char *ws, const char *rel, const char *kind, int64_t clip,
+               int64_t model, const char *variant, int ndim, const int64_t *shape, uint64_t sd) {
+  int64_t n = shape_numel(ndim, shape);
+  float *x = xmalloc((size_t)n * 4);
+  test_fill_uniform(x, n, sd, -1, 1);
+  tensor t = tensor_view(DTYPE_F32, ndim, shape, x);
+  safetensors_writer *w = safetensors_writer_new();
+  safetensors_writer_add(w, "x", &t);
+  char path[4096];
+  fs_join(path, sizeof path, ws, rel);
+  int rc = safetensors_writer_save(w, path);
+  safetensors_writer_free(w);
+  free(x);
+  safetensors_file *f;
+  if (rc != TB_OK || safetensors_open(path, &f) != TB_OK) return TB_ERR;
+  catalogue_tensor ct = {.kind = kind, .clip_id = clip, .model_id = model, .variant = variant,
+                         .path = rel,
+                         .offset = (int64_t)(safetensors_data_offset(f) + safetensors_find(f, "x")->begin),
+                         .nbytes = n * 4, .dtype = DTYPE_F32, .ndim = ndim};
+  memcpy(ct.shape, shape, (size_t)ndim * sizeof *shape);
+  safetensors_close(f);
+  return catalogue_tensor_insert(cat, &ct, NULL);
+}
+
+static int make_workspace(const char *ws, int nclips) {
+  unet_config cfg = unet_config_default();
+  unet u;
+  if (unet_create(&u, &cfg) != TB_OK) return 1;
+  unet_init_weights(&u, 1, 0);
+  char p[4096], cj[512];
+  fs_join(p, sizeof p, ws, "models");
+  fs_mkdir_p(p);
+  fs_join(p, sizeof p, ws, "latents");
+  fs_mkdir_p(p);
+  snprintf(cj, sizeof cj,
+           "{\"in_ch\":%d,\"out_ch\":%d,\"model_ch\":%d,\"n_levels\":%d,\"ch_mult\":[%d,%d,%d,%d],"
+           "\"n_res\":%d,\"attn_levels\":%d,\"head_ch\":%d,\"text_dim\":%d,\"groups\":%d,"
+           "\"max_frames\":%d}",
+           cfg.in_ch, cfg.out_ch, cfg.model_ch, cfg.n_levels, cfg.ch_mult[0], cfg.ch_mult[1],
+           cfg.ch_mult[2], cfg.ch_mult[3], cfg.n_res, cfg.attn_levels, cfg.head_ch, cfg.text_dim,
+           cfg.groups, cfg.max_frames);
+  fs_join(p, sizeof p, ws, "models/teacher.safetensors");
+  nn_train_pos pos = {0};
+  const char *meta[2] = {"unet.config", cj};
+  if (nn_train_save(p, &u.params, NULL, NULL, &pos, 1, meta) != TB_OK) return 1;
+  catalogue *cat = catalogue_open_workspace(ws, 0);
+  if (!cat) return log_error("%s", err_get()), 1;
+  catalogue_source src = {.path = "bench.mp4", .size = 1, .mtime = 1, .checksum = "00"};
+  int64_t sid, did, mid, tid;
+  int rc = catalogue_source_upsert(cat, &src, &sid, NULL);
+  if (rc == TB_OK) rc = catalogue_dataset_create(cat, "bench", "bench", 1, 0, &did);
+  if (rc == TB_OK) rc = catalogue_model_upsert(cat, "teacher", "unet", cj, 0, &tid);
+  if (rc == TB_OK) rc = catalogue_model_upsert(cat, "bench-encoder", "vae", NULL, 0, &mid);
+  if (rc == TB_OK) rc = catalogue_checkpoint_insert(cat, tid, 0, "models/teacher.safetensors", NULL, 0, NULL);
+  int64_t zs[4] = {cfg.max_frames, cfg.in_ch, 16, 16}, cs[2] = {8, cfg.text_dim};
+  for (int i = 0; i < nclips && rc == TB_OK; i++) {
+    catalogue_clip cl = {.source_id = sid, .start = i, .end = i + 1, .fps = 8, .width = 64,
+                         .height = 64, .frames = 16};
+    int64_t id;
+    char rel[256];
+    rc = catalogue_clip_insert(cat, &cl, &id);
+    if (rc == TB_OK) rc = catalogue_member_add(cat, did, id, CATALOGUE_SPLIT_TRAIN, "motion");
+    snprintf(rel, sizeof rel, "latents/z%d.safetensors", i);
+    if (rc == TB_OK) rc = put(cat, ws, rel, "latent", id, mid, NULL, 4, zs, 100 + i);
+    snprintf(rel, sizeof rel, "latents/c%d.safetensors", i);
+    if (rc == TB_OK) rc = put(cat, ws, rel, "text_emb", id, mid, "long", 2, cs, 200 + i);
+  }
+  if (rc != TB_OK) log_error("%s", err_get());
+  catalogue_close(cat);
+  unet_free(&u);
+  return rc == TB_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
+  if (argc > 3 && strcmp(argv[1], "--workspace") == 0) return make_workspace(argv[2], atoi(argv[3]));
   int iters = argc > 1 ? atoi(argv[1]) : 2;
   ops_set_num_threads(1);
   unet_config cfg = unet_config_default();
