@@ -12,6 +12,7 @@
 #include "kernels/diffusion.h"
 #include "kernels/motion.h"
 #include "kernels/nn.h"
+#include "kernels/nn/teacher_motion.h"
 #include "kernels/ops.h"
 #include "tests/testutil.h"
 
@@ -287,6 +288,48 @@ static void test_precompute(unet *u, nn_ctx *c, const char *const *layers, int n
   free(z0), free(noise), free(nul), free(buf), free(g);
 }
 
+/* The term inside the teacher's own step (teacher_step with the hook): x0 is the unguided CFG
+ * x0, x_prev moves by -sqrt(1 - abar_prev) m factor dE/dz_t, and a clean index is untouched. */
+static void test_teacher_hook(unet *u, nn_ctx *c, const motion_ref *other, const inputs *a) {
+  diff_schedule s;
+  diff_schedule_default(&s);
+  int64_t nz = (int64_t)T * 4 * H * W;
+  float *nul = xcalloc(L * TD, 4), w = 7.5f;
+  float *x0u = xmalloc((size_t)nz * 4), *xpu = xmalloc((size_t)nz * 4);
+  float *x0g = xmalloc((size_t)nz * 4), *xpg = xmalloc((size_t)nz * 4), *g = xmalloc((size_t)nz * 4);
+  nn_ctx *gc = nn_ctx_new();
+  teacher_motion tm = {.g = {.ref = other, .m = 0.05f, .scale = 1e4f, .tau = 0.5f}, .s = &s, .c = gc};
+  teacher_guidance hook;
+  teacher_motion_hook(&tm, &hook);
+  for (int k = 0; k < 2; k++) {
+    int idx = k ? 40 : 150;
+    teacher_batch b = {.B = 1, .T = T, .H = H, .W = W, .L = L, .z = a->z, .w = &w, .ctx = a->ctx,
+                       .null_ctx = nul};
+    teacher_out ou = {.x0 = x0u, .x_prev = xpu}, og = {.x0 = x0g, .x_prev = xpg};
+    CHECKF(teacher_step(u, c, &s, &b, &idx, &ou) == TB_OK, "%s", err_get());
+    b.guide = &hook;
+    CHECKF(teacher_step(u, c, &s, &b, &idx, &og) == TB_OK, "%s", err_get());
+    CHECK(memcmp(x0u, x0g, (size_t)nz * 4) == 0);
+    if (k) {
+      CHECKF(memcmp(xpu, xpg, (size_t)nz * 4) == 0, "the hook moved a clean-half step");
+      continue;
+    }
+    float tf = (float)s.ddim_t[idx], E;
+    CHECK(motion_score(u, c, other, 1e4f, 1, T, H, W, L, a->z, &tf, NULL, NULL, a->ctx, NULL, g,
+                       &E) == TB_OK);
+    CHECK(tm.calls == 1 && tm.E[0] == E && E > 0);
+    double k0 = 0.05 * sqrt(1 - s.abar[s.ddim_t[idx]]) * sqrt(1 - s.ddim_abar_prev[idx]), d = 0,
+           gm = 0;
+    for (int64_t i = 0; i < nz; i++) {
+      d = fmax(d, fabs((double)xpg[i] - xpu[i] + k0 * g[i]));
+      gm = fmax(gm, fabs(k0 * g[i]));
+    }
+    CHECKF(gm > 0 && d <= 1e-4 * (1 + gm), "guided teacher step off by %g (shift up to %g)", d, gm);
+  }
+  nn_ctx_free(gc);
+  free(nul), free(x0u), free(xpu), free(x0g), free(xpg), free(g);
+}
+
 int main(void) {
   test_begin("test_motion");
   ops_set_num_threads(1);
@@ -460,6 +503,7 @@ int main(void) {
   }
   test_guided_step(&u, c, layers, nl, &ref, &a);
   test_precompute(&u, c, layers, nl, &a);
+  test_teacher_hook(&u, c, &ref, &a);
   CHECK(fabsf(motion_factor(0.36f, 0) - 0.8f) < 1e-6f);
   CHECK(fabsf(motion_factor(0.36f, 1) - sqrtf(0.4f)) < 1e-6f);
 
