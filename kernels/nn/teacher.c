@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/log.h"
+#include "common/safetensors.h"
 #include "common/tensor.h"
 #include "kernels/device.h"
 #include "kernels/ops.h"
@@ -264,4 +266,149 @@ int teacher_invert(unet *u, nn_ctx *c, const diff_schedule *s, int B, int T, int
   }
   free(tb);
   return rc;
+}
+
+int teacher_step_to(unet *u, nn_ctx *c, const diff_schedule *s, const teacher_batch *b,
+                    const int *t_to, teacher_out *out) {
+  if (teacher_batch_check(u, b) != TB_OK) return TB_ERR;
+  for (int i = 0; i < b->B; i++)
+    if (t_to[i] < -1 || t_to[i] >= b->t[i])
+      return err_set("teacher: target timestep %d of sample %d is not in [-1, %d)", t_to[i], i,
+                     b->t[i]);
+  int64_t per = (int64_t)b->T * u->cfg.in_ch * b->H * b->W, n = b->B * per;
+  bufs d;
+  bufs_alloc(&d, n);
+  device_memcpy_h2d(d.z, b->z, sizeof(float) * (size_t)n);
+  int rc = run_unet(u, c, b, &d);
+  if (rc == TB_OK) rc = combine(u, s, b, &d, per);
+  if (rc == TB_OK) {
+    diff_ddim_step_to(s, d.xp, d.x0, d.e, t_to, b->B, per);
+    copy_out(out->eps_c, d.ec, n);
+    copy_out(out->eps_u, b->w ? d.eu : d.ec, n);
+    copy_out(out->eps, d.e, n);
+    copy_out(out->x0, d.x0, n);
+    copy_out(out->x_prev, d.xp, n);
+  }
+  bufs_free(&d);
+  return rc;
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------------ */
+
+#define CFG_INTS(X)                                                                              \
+  X(in_ch) X(out_ch) X(model_ch) X(n_levels) X(n_res) X(attn_levels) X(head_ch) X(text_dim)     \
+  X(max_frames) X(temporal_conv) X(temporal_pos) X(cond_embeds) X(groups)                       \
+  X(temporal_conv_layers) X(temporal_attn) X(init_temporal) X(init_heads) X(spatial_only)       \
+  X(fps_embed)
+
+char *teacher_config_format(const teacher_model *m) {
+  const unet_config *c = &m->net.cfg;
+  json_buf b = {0};
+  json_buf_puts(&b, "{\"unet\":{");
+#define X(f) json_buf_printf(&b, "\"" #f "\":%d,", c->f);
+  CFG_INTS(X)
+#undef X
+  json_buf_printf(&b, "\"ch_mult\":[%d,%d,%d,%d],\"dropout\":", c->ch_mult[0], c->ch_mult[1],
+                  c->ch_mult[2], c->ch_mult[3]);
+  json_buf_put_number(&b, c->dropout);
+  json_buf_printf(&b, "},\"T\":%d,\"H\":%d,\"W\":%d,\"L\":%d}", m->T, m->H, m->W, m->L);
+  return b.data;
+}
+
+static int parse_config(const char *js, const char *path, teacher_model *m, unet_config *c) {
+  json_value *v = json_parse(js, strlen(js), NULL);
+  if (!v) return err_wrap("%s: teacher.config: ", path);
+  const json_value *u = json_get(v, "unet");
+  int rc = u ? TB_OK : err_set("%s: teacher.config has no \"unet\"", path);
+  *c = unet_config_default();
+  int64_t x;
+#define X(f)                                                                                     \
+  if (rc == TB_OK) {                                                                             \
+    if (json_get_int64(u, #f, &x) != TB_OK)                                                      \
+      rc = err_set("%s: teacher.config: unet." #f " is missing or not an integer", path);         \
+    else                                                                                         \
+      c->f = (int)x;                                                                             \
+  }
+  CFG_INTS(X)
+#undef X
+  const json_value *cm = rc == TB_OK ? json_get(u, "ch_mult") : NULL;
+  for (int i = 0; i < UNET_MAX_LEVELS && rc == TB_OK; i++) {
+    const json_value *e = cm ? json_at(cm, (size_t)i) : NULL;
+    if (!e || e->type != JSON_NUMBER) rc = err_set("%s: teacher.config: unet.ch_mult[%d]", path, i);
+    else c->ch_mult[i] = (int)e->number;
+  }
+  int64_t g[4];
+  const char *gk[4] = {"T", "H", "W", "L"};
+  for (int i = 0; i < 4 && rc == TB_OK; i++)
+    if (json_get_int64(v, gk[i], &g[i]) != TB_OK || g[i] < 1 || g[i] > 4096)
+      rc = err_set("%s: teacher.config: \"%s\" is missing or out of range", path, gk[i]);
+  if (rc == TB_OK) m->T = (int)g[0], m->H = (int)g[1], m->W = (int)g[2], m->L = (int)g[3];
+  json_free(v);
+  return rc;
+}
+
+int teacher_model_save(const teacher_model *m, const char *path, int nextra,
+                       const char *const *extra) {
+  const nn_params *p = &m->net.params;
+  float *host = xmalloc(sizeof(float) * (size_t)p->total);
+  device_memcpy_d2h(host, p->data, sizeof(float) * (size_t)p->total);
+  safetensors_writer *w = safetensors_writer_new();
+  int rc = TB_OK;
+  for (int i = 0; i < p->n && rc == TB_OK; i++) {
+    tensor t = tensor_view(DTYPE_F32, p->info[i].ndim, p->info[i].shape, host + p->info[i].offset);
+    rc = safetensors_writer_add_ref(w, p->info[i].name, &t);
+  }
+  int64_t ns[2] = {m->L, m->net.cfg.text_dim};
+  tensor nt = tensor_view(DTYPE_F32, 2, ns, m->null_ctx);
+  if (rc == TB_OK) rc = safetensors_writer_add_ref(w, "teacher.null_ctx", &nt);
+  char *cj = teacher_config_format(m);
+  if (rc == TB_OK) rc = safetensors_writer_set_meta(w, "format", "turbo.teacher.v1");
+  if (rc == TB_OK) rc = safetensors_writer_set_meta(w, "teacher.config", cj);
+  for (int i = 0; i < nextra && rc == TB_OK; i++)
+    rc = safetensors_writer_set_meta(w, extra[2 * i], extra[2 * i + 1]);
+  if (rc == TB_OK) rc = safetensors_writer_save(w, path);
+  safetensors_writer_free(w);
+  free(cj);
+  free(host);
+  return rc == TB_OK ? TB_OK : err_wrap("saving the teacher to %s: ", path);
+}
+
+int teacher_model_load(teacher_model *m, const char *path, int frozen) {
+  memset(m, 0, sizeof *m);
+  safetensors_file *f = NULL;
+  if (safetensors_open(path, &f) != TB_OK) return TB_ERR;
+  const char *js = safetensors_meta_get(f, "teacher.config");
+  unet_config cfg;
+  int rc = js ? parse_config(js, path, m, &cfg)
+              : err_set("%s: no teacher.config metadata: not a teacher checkpoint (bin/pretrain "
+                        "--model teacher writes one)", path);
+  int created = 0;
+  if (rc == TB_OK) rc = unet_create(&m->net, &cfg), created = rc == TB_OK;
+  if (rc == TB_OK) {
+    int64_t shape[2] = {m->L, cfg.text_dim};
+    tensor t;
+    rc = safetensors_read_f32(f, "teacher.null_ctx", 2, shape, &t);
+    if (rc == TB_OK) {
+      m->null_ctx = xmalloc(sizeof(float) * (size_t)m->L * cfg.text_dim);
+      memcpy(m->null_ctx, t.data, sizeof(float) * (size_t)m->L * cfg.text_dim);
+      tensor_free(&t);
+    }
+  }
+  safetensors_close(f);
+  if (rc == TB_OK) rc = nn_params_load_registered(&m->net.params, path);
+  if (rc == TB_OK && frozen) unet_freeze(&m->net);
+  if (rc != TB_OK) {
+    if (created) unet_free(&m->net);
+    free(m->null_ctx);
+    memset(m, 0, sizeof *m);
+    return err_wrap("%s: ", path);
+  }
+  return TB_OK;
+}
+
+void teacher_model_free(teacher_model *m) {
+  if (!m) return;
+  if (m->null_ctx) unet_free(&m->net);
+  free(m->null_ctx);
+  memset(m, 0, sizeof *m);
 }

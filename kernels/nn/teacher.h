@@ -98,6 +98,31 @@ int teacher_invert(unet *u, nn_ctx *c, const diff_schedule *s, int B, int T, int
                    const float *ctx, const float *null_ctx, const float *w, int index, float *z,
                    float *prev);
 
+
+/* The same step to any target timesteps t_to (B) (< t; -1: to x0): x_prev = a_to x0 + s_to eps.
+ * A solver step at index n is t = ddim_t[n], t_to = ddim_t[n-1] (0 for n = 0). */
+int teacher_step_to(unet *u, nn_ctx *c, const diff_schedule *s, const teacher_batch *b,
+                    const int *t_to, teacher_out *out);
+
+/* ---- a teacher checkpoint -------------------------------------------------------------------
+ * The UNet's parameters under their own names, "teacher.null_ctx" (L, D) (the empty-caption
+ * tokens it learned with, the CFG null context) and metadata "teacher.config": the UNet config
+ * and the latent geometry {"T","H","W","L"} it was trained on, as JSON. */
+typedef struct {
+  unet net;
+  int T, H, W, L; /* latent frames and size, text tokens */
+  float *null_ctx; /* (L, D) host */
+} teacher_model;
+
+/* {"unet":{...},"T":..,"H":..,"W":..,"L":..} into a malloc'd string. */
+char *teacher_config_format(const teacher_model *m);
+/* extra: nextra (key, value) metadata pairs. Atomic (temp + rename). */
+int teacher_model_save(const teacher_model *m, const char *path, int nextra,
+                       const char *const *extra);
+/* Creates m from a checkpoint (frozen = 1: no gradient block). NULL-safe on failure. */
+int teacher_model_load(teacher_model *m, const char *path, int frozen);
+void teacher_model_free(teacher_model *m);
+
 #ifdef __cplusplus
 }
 #endif
