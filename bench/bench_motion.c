@@ -87,9 +87,9 @@ static int make_workspace(const char *ws, int nclips) {
     rc = catalogue_clip_insert(cat, &cl, &id);
     if (rc == TB_OK) rc = catalogue_member_add(cat, did, id, CATALOGUE_SPLIT_TRAIN, "motion");
     snprintf(rel, sizeof rel, "latents/z%d.safetensors", i);
-    if (rc == TB_OK) rc = put(cat, ws, rel, "latent", id, mid, NULL, 4, zs, 100 + i);
+    if (rc == TB_OK) rc = put(cat, ws, rel, "latent", id, mid, "mean", 4, zs, 100 + i);
     snprintf(rel, sizeof rel, "latents/c%d.safetensors", i);
-    if (rc == TB_OK) rc = put(cat, ws, rel, "text_emb", id, mid, "long", 2, cs, 200 + i);
+    if (rc == TB_OK) rc = put(cat, ws, rel, "text_tokens", id, mid, "long", 2, cs, 200 + i);
   }
   if (rc != TB_OK) log_error("%s", err_get());
   catalogue_close(cat);

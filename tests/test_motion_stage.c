@@ -136,9 +136,9 @@ int main(void) {
     if (i < NCLIPS) clips[i] = id;
     char rel[256];
     snprintf(rel, sizeof rel, "latents/z%d.safetensors", i);
-    put_tensor(cat, ws, rel, "latent", id, vae, NULL, 4, zs, 100 + i);
+    put_tensor(cat, ws, rel, "latent", id, vae, "mean", 4, zs, 100 + i);
     snprintf(rel, sizeof rel, "latents/c%d.safetensors", i);
-    put_tensor(cat, ws, rel, "text_emb", id, text_model, "long", 2, cs, 200 + i);
+    put_tensor(cat, ws, rel, "text_tokens", id, text_model, "long", 2, cs, 200 + i);
   }
   CHECK(catalogue_model_upsert(cat, "teacher", "unet", CFG_JSON, 0, &teacher) == TB_OK);
   save_teacher(ws, "models/teacher-0.safetensors", 7);
@@ -213,7 +213,7 @@ int main(void) {
   /* a clip whose latent has the wrong channel count fails by name; the others are untouched */
   {
     int64_t bad[4] = {T, 3, H, W};
-    put_tensor(cat, ws, "latents/z0.safetensors", "latent", clips[0], vae, NULL, 4, bad, 9);
+    put_tensor(cat, ws, "latents/z0.safetensors", "latent", clips[0], vae, "mean", 4, bad, 9);
     sqlite3_exec(catalogue_db(cat), "DELETE FROM tensors WHERE kind = 'guidance_score' AND "
                                     "clip_id = (SELECT min(clip_id) FROM tensors WHERE kind = "
                                     "'guidance_score')", NULL, NULL, NULL);

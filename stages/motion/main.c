@@ -7,11 +7,12 @@
  *          [--inv-steps 4] [--tau 0.5] [--scale 1e4] [--seed 1] [--layers decoder|all] [--limit N]
  *
  * Inputs, from the catalogue: the teacher model's latest checkpoint (a safetensors file with its
- * "unet.config" metadata, as bin/import and bin/pretrain write), each clip's "latent" tensor
- * ((T, C, H, W) or (1, T, C, H, W); F32/F16/BF16) and its "text_emb" tensor (variant "long",
- * else "short", else ""), and the empty caption's "text_emb" of variant "empty" (no clip, no
- * dataset); without one the null context is zeros (the teacher's training drop), logged and
- * written into each record.
+ * "unet.config" metadata, as bin/import and bin/pretrain write), each clip's encodings as
+ * bin/encode caches them (common/enc_cache.h): "latent" (variant "mean", else "sample";
+ * (T, C, H, W)) and "text_tokens" (variant "long", else "short"; (L, D)), and the empty
+ * caption's "text_tokens" of variant "empty" (no clip, no dataset; bin/encode does not write it
+ * yet); without one the null context is zeros (the teacher's training drop), logged and written
+ * into each record.
  * Outputs: one safetensors shard per clip, motion/TEACHER/ckptID/clipID.safetensors (index,
  * z_t, eps_c, eps_u, score, ref_idx, ref_val, E; metadata: teacher, checkpoint, layers, rows,
  * keys, scale, inversion steps, null context), and one tensors row per tensor (kinds
@@ -38,6 +39,7 @@
 
 #include "common/args.h"
 #include "common/catalogue.h"
+#include "common/enc_cache.h"
 #include "common/fsutil.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -237,15 +239,6 @@ static int clip_done(job *jb, int64_t clip) {
   return fs_exists(path);
 }
 
-static int find_text(job *jb, int64_t clip, catalogue_tensor *t) {
-  const char *vars[] = {"long", "short", ""};
-  for (int i = 0; i < 3; i++) {
-    int f = catalogue_tensor_find(jb->cat, "text_emb", clip, 0, -1, vars[i], t);
-    if (f != 0) return f;
-  }
-  return 0;
-}
-
 static int record_rows(job *jb, int64_t clip, const char *rel, const char *abs) {
   safetensors_file *sf = NULL;
   if (safetensors_open(abs, &sf) != TB_OK) return TB_ERR;
@@ -289,34 +282,50 @@ static int record_rows(job *jb, int64_t clip, const char *rel, const char *abs) 
   return rc;
 }
 
+/* A cached encoding as F32 host floats (malloc'd), its dims checked against want (-1: any).
+ * variants are tried in order; 0 with none cached. */
+static int get_enc(job *jb, const char *kind, int64_t clip, const char *const *variants, int nv,
+                   int nd, const int64_t *want, float **out, int64_t *shape) {
+  tensor t;
+  int f = 0;
+  const char *v = NULL;
+  for (int i = 0; i < nv && f == 0; i++) f = enc_cache_get_id(jb->cat, jb->ws, kind, clip, 0, v = variants[i], &t);
+  if (f != 1) return f;
+  int lead = t.ndim - nd;
+  int ok = t.dtype == DTYPE_F32 && (lead == 0 || (lead == 1 && t.shape[0] == 1));
+  for (int i = 0; ok && i < nd; i++) {
+    shape[i] = t.shape[lead + i];
+    ok = want[i] < 0 || shape[i] == want[i];
+  }
+  int64_t n = shape_numel(t.ndim, t.shape);
+  for (int64_t i = 0; ok && i < n; i++) ok = isfinite(((float *)t.data)[i]);
+  if (!ok) {
+    char sh[96];
+    shape_str(t.ndim, t.shape, sh, sizeof sh);
+    tensor_free(&t);
+    return err_set("clip %lld %s (%s): shape %s or values do not fit the teacher (%d dims, %lld "
+                   "channels/width wanted, finite F32)", (long long)clip, kind, v,
+                   sh, nd, (long long)want[1]);
+  }
+  *out = xmalloc((size_t)n * 4);
+  memcpy(*out, t.data, (size_t)n * 4);
+  tensor_free(&t);
+  return 1;
+}
+
 static int do_clip(job *jb, int64_t clip) {
   const unet_config *cfg = &jb->u.cfg;
-  catalogue_tensor lt, tt;
-  char what[96];
-  snprintf(what, sizeof what, "clip %lld latent", (long long)clip);
-  int f = catalogue_tensor_find(jb->cat, "latent", clip, 0, -1, NULL, &lt);
+  const char *lv[] = {"mean", "sample"}, *tv[] = {"long", "short"};
+  int64_t wl[4] = {-1, cfg->in_ch, -1, -1}, zs[4], wt[2] = {jb->null_ctx ? jb->null_L : -1, cfg->text_dim}, cs[2];
+  float *z0 = NULL, *ctx = NULL;
+  int f = get_enc(jb, "latent", clip, lv, 2, 4, wl, &z0, zs);
   if (f != 1) return f == 0 ? err_set("clip %lld: no cached latent (run bin/encode)", (long long)clip) : TB_ERR;
-  int lead = lt.ndim == 5 ? 1 : 0;
-  int64_t wl[4] = {lt.ndim >= 4 ? lt.shape[lead] : -1, cfg->in_ch, -1, -1};
-  float *z0 = read_tensor(jb, &lt, 4, wl, what);
-  int T = (int)wl[0], H = lt.ndim >= 4 ? (int)lt.shape[lead + 2] : 0,
-      W = lt.ndim >= 4 ? (int)lt.shape[lead + 3] : 0;
-  catalogue_tensor_clear(&lt);
-  if (!z0) return TB_ERR;
-  f = find_text(jb, clip, &tt);
+  f = get_enc(jb, "text_tokens", clip, tv, 2, 2, wt, &ctx, cs);
   if (f != 1) {
     free(z0);
-    return f == 0 ? err_set("clip %lld: no cached text_emb (run bin/encode)", (long long)clip) : TB_ERR;
+    return f == 0 ? err_set("clip %lld: no cached text_tokens (run bin/encode)", (long long)clip) : TB_ERR;
   }
-  int L = tt.ndim >= 2 ? (int)tt.shape[tt.ndim - 2] : 0;
-  int64_t wt[2] = {jb->null_ctx && jb->null_L ? jb->null_L : -1, cfg->text_dim};
-  snprintf(what, sizeof what, "clip %lld text_emb", (long long)clip);
-  float *ctx = read_tensor(jb, &tt, 2, wt, what);
-  catalogue_tensor_clear(&tt);
-  if (!ctx) {
-    free(z0);
-    return TB_ERR;
-  }
+  int T = (int)zs[0], H = (int)zs[2], W = (int)zs[3], L = (int)cs[0];
   float *nul = jb->null_ctx ? jb->null_ctx : xcalloc((size_t)L * cfg->text_dim, 4);
   int64_t n = (int64_t)T * cfg->in_ch * H * W;
   uint64_t key = mix64((uint64_t)seed ^ mix64((uint64_t)clip));
@@ -407,11 +416,11 @@ static int run_worker(int k, int nw, const int64_t *clips, int64_t n) {
   jb.c = nn_ctx_new();
   jb.null_src = "zeros";
   catalogue_tensor nt;
-  if (catalogue_tensor_find(jb.cat, "text_emb", 0, 0, -1, "empty", &nt) == 1) {
+  if (catalogue_tensor_find(jb.cat, "text_tokens", 0, 0, -1, "empty", &nt) == 1) {
     int64_t wn[2] = {-1, jb.u.cfg.text_dim};
     jb.null_ctx = read_tensor(&jb, &nt, 2, wn, "empty caption text_emb");
     jb.null_L = jb.null_ctx ? (int)nt.shape[nt.ndim - 2] : 0;
-    jb.null_src = "text_emb:empty";
+    jb.null_src = "text_tokens:empty";
     catalogue_tensor_clear(&nt);
     if (!jb.null_ctx) {
       log_error("%s", err_get());
