@@ -6,12 +6,13 @@
  *   motion --workspace DIR --dataset NAME [--subset motion] [--teacher teacher] [--workers 2]
  *          [--inv-steps 4] [--tau 0.5] [--scale 1e4] [--seed 1] [--layers decoder|all] [--limit N]
  *
- * Inputs, from the catalogue: the teacher model's latest checkpoint (a safetensors file with its
- * "unet.config" metadata, as bin/import and bin/pretrain write), each clip's encodings as
+ * Inputs, from the catalogue: the teacher model's latest checkpoint (bin/pretrain --model
+ * teacher's format, kernels/nn/teacher.h, whose "teacher.null_ctx" is the null context; or a
+ * UNet with "unet.config" metadata as bin/import writes), each clip's encodings as
  * bin/encode caches them (common/enc_cache.h): "latent" (variant "mean", else "sample";
  * (T, C, H, W)) and "text_tokens" (variant "long", else "short"; (L, D)), and the empty
- * caption's "text_tokens" of variant "empty" (no clip, no dataset; bin/encode does not write it
- * yet); without one the null context is zeros (the teacher's training drop), logged and written
+ * caption's "text_tokens" of variant "empty" (no clip, no dataset) for checkpoints without a
+ * null context; without either the null context is zeros (the teacher's training drop), logged and written
  * into each record.
  * Outputs: one safetensors shard per clip, motion/TEACHER/ckptID/clipID.safetensors (index,
  * z_t, eps_c, eps_u, score, ref_idx, ref_val, E; metadata: teacher, checkpoint, layers, rows,
@@ -48,6 +49,7 @@
 #include "kernels/diffusion.h"
 #include "kernels/motion.h"
 #include "kernels/nn.h"
+#include "kernels/nn/teacher.h"
 #include "kernels/ops.h"
 
 static char *workspace = NULL, *dataset = NULL, *subset = "motion", *teacher_name = "teacher";
@@ -137,16 +139,28 @@ static int load_teacher(job *jb) {
   catalogue_checkpoint_clear(&ck);
   safetensors_file *sf = NULL;
   if (safetensors_open(path, &sf) != TB_OK) return TB_ERR;
-  const char *cj = safetensors_meta_get(sf, "unet.config");
-  unet_config cfg;
-  int rc = cj ? parse_unet_config(cj, path, &cfg)
-              : err_set("%s: no unet.config metadata (not a UNet checkpoint)", path);
-  safetensors_close(sf);
-  if (rc == TB_OK) rc = unet_create(&jb->u, &cfg);
-  if (rc == TB_OK && (rc = nn_params_load(&jb->u.params, path, NULL, 0)) != TB_OK)
-    unet_free(&jb->u);
-  if (rc != TB_OK) return TB_ERR;
-  unet_freeze(&jb->u);
+  int rc = TB_OK;
+  if (safetensors_meta_get(sf, "teacher.config")) {
+    /* bin/pretrain --model teacher: the UNet and the null context it learned with */
+    safetensors_close(sf);
+    teacher_model tm;
+    if (teacher_model_load(&tm, path, 1) != TB_OK) return TB_ERR;
+    jb->u = tm.net;
+    jb->null_ctx = tm.null_ctx;
+    jb->null_L = tm.L;
+    jb->null_src = "teacher.null_ctx";
+  } else {
+    const char *cj = safetensors_meta_get(sf, "unet.config");
+    unet_config cfg;
+    rc = cj ? parse_unet_config(cj, path, &cfg)
+            : err_set("%s: neither teacher.config nor unet.config metadata (not a UNet checkpoint)", path);
+    safetensors_close(sf);
+    if (rc == TB_OK) rc = unet_create(&jb->u, &cfg);
+    if (rc == TB_OK && (rc = nn_params_load(&jb->u.params, path, NULL, 0)) != TB_OK)
+      unet_free(&jb->u);
+    if (rc != TB_OK) return TB_ERR;
+    unet_freeze(&jb->u);
+  }
   jb->nl = unet_temporal_layers(&jb->u, strcmp(layer_sel, "all") != 0, jb->layers,
                                 MOTION_MAX_LAYERS);
   if (jb->nl < 1) {
@@ -414,9 +428,9 @@ static int run_worker(int k, int nw, const int64_t *clips, int64_t n) {
     return 1;
   }
   jb.c = nn_ctx_new();
-  jb.null_src = "zeros";
+  if (!jb.null_ctx) jb.null_src = "zeros";
   catalogue_tensor nt;
-  if (catalogue_tensor_find(jb.cat, "text_tokens", 0, 0, -1, "empty", &nt) == 1) {
+  if (!jb.null_ctx && catalogue_tensor_find(jb.cat, "text_tokens", 0, 0, -1, "empty", &nt) == 1) {
     int64_t wn[2] = {-1, jb.u.cfg.text_dim};
     jb.null_ctx = read_tensor(&jb, &nt, 2, wn, "empty caption text_emb");
     jb.null_L = jb.null_ctx ? (int)nt.shape[nt.ndim - 2] : 0;
