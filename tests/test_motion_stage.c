@@ -18,6 +18,7 @@
 #include "common/safetensors.h"
 #include "common/tensor.h"
 #include "kernels/nn.h"
+#include "kernels/nn/teacher.h"
 #include "tests/testutil.h"
 
 enum { T = 4, C = 4, H = 8, W = 8, L = 3, TD = 6, NCLIPS = 6 };
@@ -25,6 +26,23 @@ enum { T = 4, C = 4, H = 8, W = 8, L = 3, TD = 6, NCLIPS = 6 };
 static const char *CFG_JSON =
     "{\"in_ch\":4,\"out_ch\":4,\"model_ch\":8,\"n_levels\":2,\"ch_mult\":[1,2],\"n_res\":1,"
     "\"attn_levels\":3,\"head_ch\":4,\"text_dim\":6,\"groups\":4,\"max_frames\":4}";
+
+/* the same UNet in bin/pretrain's teacher format (teacher.config, teacher.null_ctx) */
+static void save_teacher_model(const char *ws, const char *rel, uint64_t s) {
+  unet_config c = unet_config_default();
+  c.model_ch = 8, c.n_levels = 2, c.ch_mult[0] = 1, c.ch_mult[1] = 2, c.n_res = 1;
+  c.attn_levels = 3, c.head_ch = 4, c.text_dim = TD, c.groups = 4, c.max_frames = T;
+  teacher_model m = {.T = T, .H = H, .W = W, .L = L};
+  CHECK(unet_create(&m.net, &c) == TB_OK);
+  unet_init_weights(&m.net, s, 0);
+  m.null_ctx = xmalloc(L * TD * 4);
+  test_fill_uniform(m.null_ctx, L * TD, s + 1, -1, 1);
+  char path[4096];
+  fs_join(path, sizeof path, ws, rel);
+  CHECKF(teacher_model_save(&m, path, 0, NULL) == TB_OK, "%s", err_get());
+  unet_free(&m.net);
+  free(m.null_ctx);
+}
 
 static void save_teacher(const char *ws, const char *rel, uint64_t s) {
   unet_config c = unet_config_default();
@@ -198,7 +216,7 @@ int main(void) {
 
   /* a newer teacher checkpoint: every record is stale, recomputed, the old rows gone */
   int64_t ck1;
-  save_teacher(ws, "models/teacher-1.safetensors", 8);
+  save_teacher_model(ws, "models/teacher-1.safetensors", 8);
   CHECK(catalogue_checkpoint_insert(cat, teacher, 1, "models/teacher-1.safetensors", NULL, 0,
                                     &ck1) == TB_OK);
   char v1[64];
@@ -210,6 +228,17 @@ int main(void) {
          old_rows);
   CHECKF(new_rows == NCLIPS && old_rows == 0 && count_kind_rows(cat) == 7 * NCLIPS,
          "new %d, old %d rows", new_rows, old_rows);
+  {
+    catalogue_tensor t;
+    CHECK(catalogue_tensor_find(cat, "guidance_score", clips[1], 0, teacher, v1, &t) == 1);
+    fs_join(p, sizeof p, ws, t.path);
+    safetensors_file *f;
+    CHECK(safetensors_open(p, &f) == TB_OK);
+    const char *nc = safetensors_meta_get(f, "null_context");
+    CHECKF(nc && strcmp(nc, "teacher.null_ctx") == 0, "null context %s", nc ? nc : "(none)");
+    safetensors_close(f);
+    catalogue_tensor_clear(&t);
+  }
   /* a clip whose latent has the wrong channel count fails by name; the others are untouched */
   {
     int64_t bad[4] = {T, 3, H, W};

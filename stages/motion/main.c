@@ -70,7 +70,10 @@ typedef struct {
   const char *ws;
   int64_t model_id, ckpt_id;
   char variant[64];
-  unet u;
+  unet u;           /* an imported UNet */
+  teacher_model tm; /* or bin/pretrain's teacher (have_tm) */
+  int have_tm;
+  unet *net;        /* the one in use (the unet holds pointers into itself: never copied) */
   nn_ctx *c;
   diff_schedule s;
   const char *layers[MOTION_MAX_LAYERS];
@@ -143,11 +146,13 @@ static int load_teacher(job *jb) {
   if (safetensors_meta_get(sf, "teacher.config")) {
     /* bin/pretrain --model teacher: the UNet and the null context it learned with */
     safetensors_close(sf);
-    teacher_model tm;
-    if (teacher_model_load(&tm, path, 1) != TB_OK) return TB_ERR;
-    jb->u = tm.net;
-    jb->null_ctx = tm.null_ctx;
-    jb->null_L = tm.L;
+    if (teacher_model_load(&jb->tm, path, 1) != TB_OK) return TB_ERR;
+    jb->have_tm = 1;
+    jb->net = &jb->tm.net;
+    size_t nb = (size_t)jb->tm.L * jb->tm.net.cfg.text_dim * sizeof(float);
+    jb->null_ctx = xmalloc(nb);
+    memcpy(jb->null_ctx, jb->tm.null_ctx, nb);
+    jb->null_L = jb->tm.L;
     jb->null_src = "teacher.null_ctx";
   } else {
     const char *cj = safetensors_meta_get(sf, "unet.config");
@@ -160,11 +165,13 @@ static int load_teacher(job *jb) {
       unet_free(&jb->u);
     if (rc != TB_OK) return TB_ERR;
     unet_freeze(&jb->u);
+    jb->net = &jb->u;
   }
-  jb->nl = unet_temporal_layers(&jb->u, strcmp(layer_sel, "all") != 0, jb->layers,
+  jb->nl = unet_temporal_layers(jb->net, strcmp(layer_sel, "all") != 0, jb->layers,
                                 MOTION_MAX_LAYERS);
   if (jb->nl < 1) {
-    unet_free(&jb->u);
+    if (jb->have_tm) teacher_model_free(&jb->tm);
+    else unet_free(&jb->u);
     return err_set("teacher '%s' has no %s temporal-attention layers", teacher_name, layer_sel);
   }
   return TB_OK;
@@ -328,7 +335,7 @@ static int get_enc(job *jb, const char *kind, int64_t clip, const char *const *v
 }
 
 static int do_clip(job *jb, int64_t clip) {
-  const unet_config *cfg = &jb->u.cfg;
+  const unet_config *cfg = &jb->net->cfg;
   const char *lv[] = {"mean", "sample"}, *tv[] = {"long", "short"};
   int64_t wl[4] = {-1, cfg->in_ch, -1, -1}, zs[4], wt[2] = {jb->null_ctx ? jb->null_L : -1, cfg->text_dim}, cs[2];
   float *z0 = NULL, *ctx = NULL;
@@ -348,7 +355,7 @@ static int do_clip(job *jb, int64_t clip) {
   float *buf = xmalloc((size_t)5 * n * 4);
   clip_noise(key, buf + 4 * n, n);
   motion_record r = {.z_t = buf, .eps_c = buf + n, .eps_u = buf + 2 * n, .score = buf + 3 * n};
-  int rc = motion_precompute(&jb->u, jb->c, &jb->s, T, H, W, L, z0, ctx, nul, buf + 4 * n, index,
+  int rc = motion_precompute(jb->net, jb->c, &jb->s, T, H, W, L, z0, ctx, nul, buf + 4 * n, index,
                              inv_steps, jb->nl, jb->layers, (float)scale, &r);
   if (rc != TB_OK) err_wrap("clip %lld", (long long)clip);
   char rel[1024], abs[4096], dir[4096];
@@ -431,7 +438,7 @@ static int run_worker(int k, int nw, const int64_t *clips, int64_t n) {
   if (!jb.null_ctx) jb.null_src = "zeros";
   catalogue_tensor nt;
   if (!jb.null_ctx && catalogue_tensor_find(jb.cat, "text_tokens", 0, 0, -1, "empty", &nt) == 1) {
-    int64_t wn[2] = {-1, jb.u.cfg.text_dim};
+    int64_t wn[2] = {-1, jb.net->cfg.text_dim};
     jb.null_ctx = read_tensor(&jb, &nt, 2, wn, "empty caption text_emb");
     jb.null_L = jb.null_ctx ? (int)nt.shape[nt.ndim - 2] : 0;
     jb.null_src = "text_tokens:empty";
@@ -466,7 +473,8 @@ static int run_worker(int k, int nw, const int64_t *clips, int64_t n) {
            skipped, failed, dt > 0 ? made / dt : 0.0);
   free(jb.null_ctx);
   nn_ctx_free(jb.c);
-  unet_free(&jb.u);
+  if (jb.have_tm) teacher_model_free(&jb.tm);
+  else unet_free(&jb.u);
   catalogue_close(jb.cat);
   return failed ? 1 : 0;
 }
