@@ -390,6 +390,10 @@ typedef struct {
                              * transformer_in), init_heads heads of head_ch channels, so its
                              * width init_heads·head_ch may differ from model_ch */
   int init_heads;           /* 8 in both families */
+  int spatial_only;         /* 1: no temporal layer at all (no temporal conv sub-blocks, no
+                             * temporal transformers, no init_attn): an image model run on each
+                             * frame alone, the ablation that shows what the temporal layers
+                             * learn (tests/test_teacher_learns.c) */
   int fps_embed;            /* 1: fps_embedding.{0,2}: an MLP of the sinusoidal embedding of the
                              * clip's fps (model_ch wide) added to the time embedding
                              * (VideoCrafter2's fps_cond) */
@@ -443,6 +447,13 @@ typedef struct {
 
 /* eps (B, T, out_ch, H, W) = unet(x (B, T, in_ch, H, W)). */
 nn_var unet_forward(unet *u, nn_ctx *c, nn_var x, const unet_input *in);
+/* The same contract checked instead of asserted, for inputs that come from outside (a service
+ * request, a file): batch, frames (against the frame-position table), latent size (divisible by
+ * 2^(levels-1)), the latent's and the context's value counts, timesteps in [0, 1000), finite w /
+ * motion. TB_ERR (err_get names what disagrees) and nothing recorded; TB_OK and *out the eps. */
+int unet_forward_checked(unet *u, nn_ctx *c, nn_var x, const unet_input *in, nn_var *out);
+/* The check alone: x_numel / ctx_numel are the value counts of the latent and the context. */
+int unet_input_check(const unet *u, int64_t x_numel, int64_t ctx_numel, const unet_input *in);
 /* Names of the temporal-attention layers (the names nn_attn_name reports), in the order a
  * forward runs them: all of them, or (decoder_only) those of the output blocks, the layers
  * T2V-Turbo-v2's motion guidance reads. Writes up to max pointers (owned by u); returns the
