@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define REPORT_ISSUES_MAX 200 /* rows of the manifest-problem table */
+
 static void html_text(FILE *f, const char *s) {
   for (; s && *s; s++) {
     switch (*s) {
@@ -207,12 +209,16 @@ int curate_report_write(catalogue *cat, const curate_cfg *cfg, const manifest *m
   }
   if (m && m->nissues) {
     fputs("<h2>Manifest problems</h2><table><tr><th>line</th><th>problem</th></tr>\n", f);
-    for (int i = 0; i < m->nissues; i++) {
+    int shown = m->nissues < REPORT_ISSUES_MAX ? m->nissues : REPORT_ISSUES_MAX;
+    for (int i = 0; i < shown; i++) {
       fprintf(f, "<tr><td>%d</td><td>", m->issues[i].line);
       html_text(f, m->issues[i].reason);
       fputs("</td></tr>\n", f);
     }
     fputs("</table>\n", f);
+    if (shown < m->nissues)
+      fprintf(f, "<p>… and %d more problems (lines %d to %d); the log names the first ones.</p>\n",
+              m->nissues - shown, m->issues[shown].line, m->issues[m->nissues - 1].line);
   }
   fputs("<h2>Catalogue</h2>\n", f);
   query_table(cat, f,

@@ -29,8 +29,13 @@
 #include <unistd.h>
 
 #define SCAN_MAX_WORKERS 64
-#define ANALYSIS_FRAMES 80 /* statistics look at up to 10 s at 8 fps of each source, so flaws
-                             outside the clip's window (a cut half-way through) are seen too */
+#define ANALYSIS_FRAMES CURATE_ANALYSIS_FRAMES /* flaws outside the clip's window (a cut
+                                                 half-way through) are seen too */
+#define MANIFEST_ISSUES_LOGGED 20 /* more would drown the log: the report lists them all */
+#define ANALYSIS_SHORT 160 /* pixels: statistics see every source with its shorter side resized
+                            to this (smaller sources as they are), so a verdict does not depend
+                            on the resolution and a 4K clip costs what a 160p one does; 160 is
+                            the largest the built-in world renders (48-160 px) */
 #define CHECKSUM_WHOLE_MAX (256LL << 20) /* bytes: larger files hash head + tail + size */
 
 typedef struct {
@@ -206,11 +211,14 @@ static int scan_row(catalogue *cat, const curate_cfg *cfg, const manifest_row *r
   o.height = cfg->height;
   o.max_frames = cfg->frames > ANALYSIS_FRAMES ? cfg->frames : ANALYSIS_FRAMES;
   o.keep_luma = 1;
+  o.analysis_short = ANALYSIS_SHORT;
+  o.min_side = cfg->min_side;
   o.full_check = cfg->full_check;
   video_frames fr;
   atomic_fetch_add(&sh->opened, 1);
-  if (video_decode_rgb(full, &o, &fr) != TB_OK) {
-    snprintf(reason, sizeof reason, "undecodable: %s", err_get());
+  int drc = video_decode_rgb(full, &o, &fr);
+  if (drc != TB_OK) {
+    snprintf(reason, sizeof reason, "%s: %s", drc == VIDEO_DEC_TOO_SMALL ? "too small" : "undecodable", err_get());
     atomic_fetch_add(&sh->rejected, 1);
     return record_reject(cat, &src, reason);
   }
@@ -337,16 +345,15 @@ int curate_scan(catalogue *cat, const curate_cfg *cfg, const manifest *m, curate
   double t0 = time_now();
   tot->rows = m->n;
   tot->issues = m->nissues;
-  /* Rows the manifest reader refused but that name a file: record them as rejected sources. */
-  for (int i = 0; i < m->nissues; i++) {
-    const manifest_issue *is = &m->issues[i];
-    log_warn("manifest: %s", is->reason);
-    if (!is->path || !is->path[0]) continue;
-    catalogue_source s;
-    memset(&s, 0, sizeof s);
-    s.path = is->path;
-    if (record_reject(cat, &s, is->reason) != TB_OK) return TB_ERR;
-  }
+  /* Rows the manifest reader refused are problems of the manifest's lines, never verdicts on
+   * the files they name: another line may name the same file correctly, and a source row made
+   * from a broken line (no checksum) would count as changed on every rerun, deleting the clips
+   * of a good file. They are logged (the first MANIFEST_ISSUES_LOGGED, then a count) and listed
+   * by line in the report. */
+  for (int i = 0; i < m->nissues && i < MANIFEST_ISSUES_LOGGED; i++) log_warn("manifest: %s", m->issues[i].reason);
+  if (m->nissues > MANIFEST_ISSUES_LOGGED)
+    log_warn("manifest: %d more problems (every one is listed in the report)",
+             m->nissues - MANIFEST_ISSUES_LOGGED);
   int nw = cfg->workers < 1 ? 1 : (cfg->workers > SCAN_MAX_WORKERS ? SCAN_MAX_WORKERS : cfg->workers);
   if (nw > m->n) nw = m->n > 0 ? m->n : 1;
   scan_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -417,7 +424,7 @@ int curate_scan(catalogue *cat, const curate_cfg *cfg, const manifest *m, curate
   if (d > shown) progress_add(pg, d - shown);
   progress_free(pg);
   tot->skipped = atomic_load(&sh->skipped);
-  tot->rejected = atomic_load(&sh->rejected) + m->nissues;
+  tot->rejected = atomic_load(&sh->rejected); /* files; manifest problems are tot->issues */
   tot->clips = atomic_load(&sh->clips);
   tot->decoded_frames = atomic_load(&sh->decoded);
   tot->output_frames = atomic_load(&sh->output);
@@ -427,7 +434,7 @@ int curate_scan(catalogue *cat, const curate_cfg *cfg, const manifest *m, curate
   munmap(sh, sizeof *sh);
   long long decoded_rows = tot->opened;
   log_info("scan: %lld rows, %lld skipped (unchanged, not decoded), %lld decoded, %lld clips "
-           "written, %lld rejected (incl. %lld manifest issues); %.1f s, %.1f clips/s, %.0f "
+           "written, %lld files rejected, %lld manifest problems; %.1f s, %.1f clips/s, %.0f "
            "decoded frames/s",
            (long long)m->n, (long long)tot->skipped, decoded_rows, (long long)tot->clips,
            (long long)tot->rejected, (long long)m->nissues, tot->seconds,
