@@ -16,6 +16,8 @@
 extern "C" {
 #endif
 
+#define CURATE_EXIT_WORKER_DIED 3 /* exit status: a worker was killed, some files are unjudged */
+
 /* Limits of the options (bin/curate refuses values outside them before it starts). */
 #define CURATE_FPS_MIN 0.1
 #define CURATE_FPS_MAX 240.0
@@ -46,6 +48,7 @@ typedef struct {
 typedef struct {
   int64_t rows, issues, sources_ok, rejected, skipped, clips, decoded_frames, output_frames;
   int64_t opened; /* files handed to the decoder */
+  int workers_killed; /* workers killed from outside (their files were left for a rerun) */
   double seconds;
 } curate_totals;
 

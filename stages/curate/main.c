@@ -7,7 +7,9 @@
  *
  * Steps run in this order when their options are given: scan (--manifest), re-flag
  * (--reflag), dataset build (--recipe), report (always after a scan or build; --report alone
- * writes it from the catalogue). Exit status: 0 ok, 1 failure, 2 bad usage.
+ * writes it from the catalogue). Exit status: 0 ok, 1 failure, 2 bad usage (every option is
+ * checked before work starts), 3 a scan worker was killed from outside (its file is not judged:
+ * rerun to finish).
  */
 #include "stages/curate/curate.h"
 
@@ -186,5 +188,10 @@ int main(int argc, char **argv) {
                     rc == TB_OK ? NULL : err_get());
   catalogue_close(cat);
   manifest_free(&m);
+  if (rc == TB_OK && tot.workers_killed > 0) {
+    log_error("%d worker(s) were killed during the scan: their files are not judged; rerun to "
+              "finish", tot.workers_killed);
+    return CURATE_EXIT_WORKER_DIED;
+  }
   return rc == TB_OK ? 0 : 1;
 }
