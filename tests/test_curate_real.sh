@@ -143,6 +143,14 @@ nw=$(grep -c "manifest: line" "$OUT/9.log")
 grep -q "3 files rejected" "$OUT/9.log" || msg="$msg count:'$(grep scan: "$OUT/9.log")'"
 rows=$(grep -c "<tr><td>[0-9]" "$W/reports/curate.html")
 [ "$rows" -le 260 ] || msg="$msg report-rows:$rows"
+t0=$(date +%s)
+"$BIN/catalogue" --workspace "$W" --time-limit 1 sql "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r" >"$OUT/9sql.log" 2>&1 &
+sp=$!
+( sleep 20; kill -9 $sp 2>/dev/null ) &
+wp=$!
+wait $sp; src=$?
+kill $wp 2>/dev/null
+[ $src -ne 0 ] && [ $(( $(date +%s) - t0 )) -le 10 ] || msg="$msg sql-runaway-not-stopped(exit $src)"
 [ -z "$msg" ] && good 9 || bad 9 "$msg"
 
 echo "$failed failed"
