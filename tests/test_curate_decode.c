@@ -146,11 +146,11 @@ int main(void) {
   CHECK(strlen(err_get()) > 0);
   CHECK(video_decode_rgb("/nonexistent/x.mp4", &o, &f) == TB_ERR);
 
-  /* Real footage (tests/fixtures/real): a phone clip stored portrait with a display matrix
+  /* Real footage (tests/fixtures/real/footage): a phone clip stored portrait with a display matrix
    * decodes as its landscape twin; the analysis luma has the fixed size whatever the source's. */
   {
-    const char *rot = "tests/fixtures/real/videos/coffee-rotated.mp4",
-               *pan = "tests/fixtures/real/videos/coffee-pan.mp4";
+    const char *rot = "tests/fixtures/real/footage/videos/coffee-rotated.mp4",
+               *pan = "tests/fixtures/real/footage/videos/coffee-pan.mp4";
     video_frames a, b;
     o = video_dec_opts_default();
     o.keep_luma = 1;
@@ -171,7 +171,7 @@ int main(void) {
            "%.1f (luma)", n, d, dl);
     video_frames_free(&a);
     video_frames_free(&b);
-    const char *big = "tests/fixtures/real/videos/res-wm-1080.mp4";
+    const char *big = "tests/fixtures/real/footage/videos/res-wm-1080.mp4";
     CHECK(video_decode_rgb(big, &o, &a) == TB_OK);
     CHECKF(a.lw == 284 && a.lh == 160, "1080p analysed at %dx%d", a.lw, a.lh);
     video_frames_free(&a);

@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/test_curate_real.sh — bin/curate on real-photo footage (tests/fixtures/real, made by
+# tests/test_curate_real.sh — bin/curate on real-photo footage (tests/fixtures/real/footage, made by
 # tools/make_real_fixtures.sh from scikit-image's photographs) and hostile inputs: one check per
 # defect of issue 14, each printing "defect N: ok" or "defect N: FAIL …"; exit 1 when any
 # failed. Needs the ffmpeg tool for the tiny and odd inputs (skips with 77 without it).
@@ -7,7 +7,7 @@ set -u
 BUILD=${BUILD:-build}
 BIN=${BIN:-bin}
 OUT=${TURBO_TEST_OUT:-$BUILD/test-out/test_curate_real}
-FIX=tests/fixtures/real
+FIX=tests/fixtures/real/footage
 [ -x "$BIN/curate" ] || { echo "FAIL: $BIN/curate not built"; exit 1; }
 command -v sqlite3 >/dev/null || { echo "skip: sqlite3 tool missing"; exit 77; }
 command -v ffmpeg >/dev/null || { echo "skip: ffmpeg tool missing"; exit 77; }

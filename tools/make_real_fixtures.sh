@@ -8,7 +8,7 @@
 #
 #   sh tools/make_real_fixtures.sh [--set small|full|bench] [DIR]
 #
-#   small (default, DIR tests/fixtures/real): what the default tests read, a few hundred KB.
+#   small (default, DIR tests/fixtures/real/footage): what the default tests read, a few hundred KB.
 #   full: the same flaws on three photographs each at 640x360, 24 fps (precision/recall).
 #   bench: 1080p sources, 4 s at 30 fps (throughput against a plain decode).
 # Needs ffmpeg (with libx264 and drawtext) and python3 with scikit-image (pip install
@@ -16,7 +16,7 @@
 set -eu
 SET=small
 if [ "${1:-}" = "--set" ]; then SET=$2; shift 2; fi
-case "$SET" in small) DIR=${1:-tests/fixtures/real} ;; *) DIR=${1:-/tmp/turbo-real-$SET} ;; esac
+case "$SET" in small) DIR=${1:-tests/fixtures/real/footage} ;; *) DIR=${1:-/tmp/turbo-real-$SET} ;; esac
 IMG=$(python3 -c 'import os, skimage.data; print(os.path.dirname(skimage.data.__file__))')
 FONT=/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf
 [ -f "$FONT" ] || { echo "need $FONT (fonts-dejavu-core)"; exit 1; }

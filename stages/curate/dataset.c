@@ -97,7 +97,7 @@ static uint64_t mix64(uint64_t x) { return hash_mix64(x + 0x9E3779B97F4A7C15ull)
  * the train/val split. Groups are found without comparing all pairs: the 256-bit hash is 16
  * bands of 16 bits, two hashes within 15 bits share at least one band exactly, and only clips
  * that share a band are compared. */
-#define PHASH_MAX_BITS 24 /* of 256, measured on tests/fixtures/real: one clip re-encoded at
+#define PHASH_MAX_BITS 24 /* of 256, measured on tests/fixtures/real/footage: one clip re-encoded at
                              360 and 1080 px differs by 0, the same pan at 8 and 12 fps with a
                              mark added by 23, other camera moves over the same photograph by
                              >= 49, unrelated clips by about 128 */
