@@ -159,6 +159,7 @@ static int csv_record(const char *t, size_t len, size_t *pos, int *line, fields 
           break;
         }
         if (t[i] == '\n') (*line)++;
+        if (t[i] == 0) goto broken_nul;
         buf[bn++] = t[i++];
       }
       if (!closed) goto broken_unterminated;
@@ -167,6 +168,7 @@ static int csv_record(const char *t, size_t len, size_t *pos, int *line, fields 
     } else {
       while (i < len && t[i] != ',' && t[i] != '\n') {
         if (t[i] == '"') goto broken_stray;
+        if (t[i] == 0) goto broken_nul;
         buf[bn++] = t[i++];
       }
       if (bn > 0 && buf[bn - 1] == '\r') bn--;
@@ -197,6 +199,11 @@ broken_after:
 broken_stray:
   free(buf);
   err_set("line %d: stray quote inside an unquoted field (broken quoting)", start_line);
+  goto skip;
+broken_nul:
+  free(buf);
+  err_set("line %d: NUL byte inside field %d (a binary file, or a caption cut by a NUL)",
+          start_line, fs->n + 1);
 skip:
   /* Resume after the first physical line of the record. */
   i = *pos;
