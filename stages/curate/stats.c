@@ -24,7 +24,7 @@
  *                   width of edges, larger when blurred
  *   sharpness       variance of the 4-neighbour Laplacian of native luma
  *   watermark       thin strokes (dark or light) that persist in >= 85% of frames while the
- *                   content moves (0 when < 5% of the pixels move), in excess in one corner
+ *                   content moves (0 when < 1% of the pixels move), in excess in one corner
  *                   region (0.45 W x 0.35 H) over the rest of the frame, per pixel of height
  *                   (see wm_valleys); watermark_density: the same as a density;
  *                   watermark_edges: persistent-edge density excess (see wm_score)
@@ -165,7 +165,8 @@ static void flow_pair(const float *a, const float *b, int W, int H, flow_acc *ac
                                12 fps motion alternates steps of 1 and 2 source frames) */
 #define CUT_REPEAT_BLOCK 0.5 /* levels: a mean block change below this is a repeated picture */
 #define WM_MOVING_DEV 4.0   /* levels of mean absolute deviation from the temporal median */
-#define WM_MOVING_FRAC 0.05 /* of the pixels */
+#define WM_MOVING_FRAC 0.01 /* of the pixels (a still photograph: 0; a small object crossing
+                               a still scene of the built-in world: 1-5%) */
 
 /* ---- native luma: noise, edges, watermark --------------------------------------------- */
 
