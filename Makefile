@@ -85,7 +85,7 @@ ifeq ($(SAN),1)
 endif
 
 COMMON_SRC  := $(sort $(wildcard common/*.c))
-KERNEL_SRC  := $(sort $(wildcard kernels/*.c kernels/cpu/*.c kernels/nn/*.c))
+KERNEL_SRC  := $(sort $(wildcard kernels/*.c kernels/cpu/*.c kernels/nn/*.c kernels/vision/*.c kernels/world/*.c kernels/eval/*.c))
 CUDA_SRC    := $(sort $(wildcard kernels/cuda/*.cu))
 COMMON_OBJ  := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 KERNEL_OBJ  := $(KERNEL_SRC:%.c=$(BUILD)/%.o)
