@@ -86,7 +86,7 @@ static const rgb8 C_BG = {255, 255, 255}, C_FG = {30, 30, 30}, C_GRID = {220, 22
 
 /* One horizontal bar per dimension: VBench's normalised value (CompBench: the raw score), 0..1. */
 static int write_bars(const eval_summary *s, const char *path) {
-  const int scale = 2, row = 26, label_w = 300, bar_w = 520, top = 40, left = 10;
+  const int scale = 2, row = 26, label_w = 360, bar_w = 520, top = 40, left = 10;
   int h = top + EVAL_DIM_COUNT * row + 50, w = left + label_w + bar_w + 90;
   image im;
   if (image_init(&im, w, h) != TB_OK) return TB_ERR;
