@@ -26,7 +26,7 @@ typedef struct {
 typedef enum { WD_CLEAN = 0, WD_BLUR, WD_NOISE, WD_SHIFT, WD_CUT, WD_COUNT } world_degradation;
 static const char *const WD_NAMES[WD_COUNT] = {"clean", "blur", "noise", "colour shift 30", "cut by edge"};
 
-static void wd_apply(world_degradation d, uint8_t *rgb, int F, int H, int W, uint64_t seed) {
+static __attribute__((unused)) void wd_apply(world_degradation d, uint8_t *rgb, int F, int H, int W, uint64_t seed) {
   switch (d) {
   case WD_CLEAN: break;
   case WD_BLUR: degrade_blur(rgb, F, H, W, 0.012 * W); break;   /* σ 0.8 px at 64 */
@@ -37,7 +37,7 @@ static void wd_apply(world_degradation d, uint8_t *rgb, int F, int H, int W, uin
   }
 }
 
-static void wa_tally(world_acc *a, int k, int outcome /* 0 right 1 wrong 2 unread */) {
+static __attribute__((unused)) void wa_tally(world_acc *a, int k, int outcome /* 0 right 1 wrong 2 unread */) {
   a->n[k]++;
   if (outcome == 0) a->right[k]++;
   else if (outcome == 1) a->wrong[k]++;
@@ -47,7 +47,7 @@ static void wa_tally(world_acc *a, int k, int outcome /* 0 right 1 wrong 2 unrea
 /* Compares read r against scene s (as rendered: zoom = 1 for cut clips' sizes, which the cut
  * keeps classifiable). cut: objects may have left the frame, so a missing object of a cut clip
  * is not counted against colour and the count is not checked. */
-static void wa_compare(world_acc *a, const scene *s, const world_read *r, int cut, int verbose) {
+static __attribute__((unused)) void wa_compare(world_acc *a, const scene *s, const world_read *r, int cut, int verbose) {
   int matched[SCENE_MAX_OBJECTS];
   for (int i = 0; i < s->n_objects; i++) {
     const scene_object *o = &s->obj[i];
@@ -105,7 +105,7 @@ static void wa_compare(world_acc *a, const scene *s, const world_read *r, int cu
   }
 }
 
-static void wa_print(const char *title, const world_acc *a) {
+static __attribute__((unused)) void wa_print(const char *title, const world_acc *a) {
   printf("%-18s", title);
   for (int k = 0; k < WA_N; k++) {
     if (!a->n[k]) { printf(" %10s", "-"); continue; }
@@ -114,17 +114,17 @@ static void wa_print(const char *title, const world_acc *a) {
   printf("\n");
 }
 
-static void wa_print_header(void) {
+static __attribute__((unused)) void wa_print_header(void) {
   printf("%-18s", "accuracy");
   for (int k = 0; k < WA_N; k++) printf(" %10s", WA_NAMES[k]);
   printf("\n");
 }
 
-static double wa_rate(const world_acc *a, int k) { return a->n[k] ? (double)a->right[k] / a->n[k] : 1.0; }
-static double wa_wrong_rate(const world_acc *a, int k) { return a->n[k] ? (double)a->wrong[k] / a->n[k] : 0.0; }
+static __attribute__((unused)) double wa_rate(const world_acc *a, int k) { return a->n[k] ? (double)a->right[k] / a->n[k] : 1.0; }
+static __attribute__((unused)) double wa_wrong_rate(const world_acc *a, int k) { return a->n[k] ? (double)a->wrong[k] / a->n[k] : 0.0; }
 
 /* Renders F frames of scene s at its fps into rgb (F, H, W, 3). */
-static void wa_render(const scene *s, int F, uint8_t *rgb) {
+static __attribute__((unused)) void wa_render(const scene *s, int F, uint8_t *rgb) {
   size_t fs = (size_t)s->width * s->height * 3;
   for (int f = 0; f < F; f++) scene_render(s, (double)f / s->fps, rgb + f * fs);
 }

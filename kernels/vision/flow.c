@@ -255,6 +255,14 @@ int flow_dense(flow_ws *ws, const flow_opts *o, const float *a, const float *b, 
     for (int k = 0; k < o->warps; k++) {
       flow_warp(ws->pb[l].p, h, w, C, U, 1.0f, bw);
       tensor_maps(ws->pa[l].p, bw, h, w, C, J);
+      /* where the warped position leaves the frame the data term says nothing (content that
+       * enters or leaves): zero it, and the smoothness term carries the neighbours' motion in */
+      for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+          size_t i = (size_t)y * w + x;
+          float sx = x + U[2 * i], sy = y + U[2 * i + 1];
+          if (sx < 0 || sy < 0 || sx > w - 1 || sy > h - 1) memset(J + i * 5, 0, 5 * sizeof(float));
+        }
       box3(J, h, w, 5, tmp);
       memcpy(U0, U, n * 2 * sizeof(float));
       /* Gauss–Seidel on the increment: for each pixel with k neighbours,
@@ -277,8 +285,11 @@ int flow_dense(flow_ws *ws, const flow_opts *o, const float *a, const float *b, 
             float b2 = j[1] * u0 + j[2] * v0 - j[4] + alpha * sv;
             float det = a11 * a22 - a12 * a12;
             if (det <= 1e-20f) continue;
-            U[2 * i] = (a22 * b1 - a12 * b2) / det;
-            U[2 * i + 1] = (a11 * b2 - a12 * b1) / det;
+            /* at most one pixel of change per warping pass at this level: larger motion is the
+             * coarser levels' job, and the linearisation does not hold beyond it */
+            float nu = (a22 * b1 - a12 * b2) / det, nv = (a11 * b2 - a12 * b1) / det;
+            U[2 * i] = fminf(fmaxf(nu, u0 - 1.0f), u0 + 1.0f);
+            U[2 * i + 1] = fminf(fmaxf(nv, v0 - 1.0f), v0 + 1.0f);
           }
       }
     }

@@ -885,7 +885,7 @@ static int read_core(rd *R, const world_read_opts *o, world_read *out) {
       /* Nothing fits the world's motions exactly: the background shows no motion, so read the
        * objects' screen motion (what CompBench's background tracker would give) and say that
        * the pan itself is unknown. */
-      out->pan_hyps = 1u << SCENE_PAN_NONE;
+      out->pan_hyps = nobj ? 1u << SCENE_PAN_NONE : 0;
       out->value[WORLD_ATTR_PAN] = SCENE_PAN_NONE;
       set_st(&out->st[WORLD_ATTR_PAN], WORLD_FAIL,
              nobj ? "plain background: camera pan not observable" : "plain background and no object: camera pan not observable");
