@@ -340,8 +340,10 @@ int eval_write_outputs(const eval_items *it, const eval_summary *s, const eval_r
       "</title><style>body{font-family:sans-serif;max-width:1100px;margin:1.5em auto;"
       "color:#222;line-height:1.4}table{border-collapse:collapse;margin:0.5em 0}"
       "td,th{border:1px solid #ccc;padding:3px 9px;text-align:right}"
-      "th{background:#f0f0f0}td.l,th.l{text-align:left}tr.na td{color:#888}"
+      "th{background:#f0f0f0}td.l,th.l{text-align:left}td{white-space:nowrap}"
+      "td.w{white-space:normal}tr.na td{color:#888}"
       ".big{font-size:1.3em}.note{color:#555;font-size:0.9em}img{max-width:100%}"
+      "img.grid{image-rendering:pixelated;zoom:1.6}"
       "h3{margin-bottom:0.2em}</style></head><body>\n<h1>eval: ");
   html_text(&h, ri->label);
   json_buf_puts(&h, "</h1>\n<p>");
@@ -382,13 +384,14 @@ int eval_write_outputs(const eval_items *it, const eval_summary *s, const eval_r
                                                                               : "VBench semantic");
     if (isnan(s->raw[d])) json_buf_puts(&h, "<td>&ndash;</td>");
     else json_buf_printf(&h, "<td>%.4f</td>", s->raw[d]);
-    double norm = d < EVAL_VBENCH_COUNT ? s->totals.norm[d] : NAN;
+    /* CompBench's score maps are already in [0, 1]: its "normalised" value is the raw one */
+    double norm = d < EVAL_VBENCH_COUNT ? s->totals.norm[d] : s->raw[d];
     if (isnan(norm)) json_buf_puts(&h, "<td>&ndash;</td>");
     else json_buf_printf(&h, "<td>%.4f</td>", norm);
     json_buf_printf(&h, "<td>%lld</td>", (long long)s->count[d]);
     if (eval_dim_chance(d) >= 0) json_buf_printf(&h, "<td>%.3f</td>", eval_dim_chance(d));
     else json_buf_puts(&h, "<td>&ndash;</td>");
-    json_buf_puts(&h, "<td class=\"l\">");
+    json_buf_puts(&h, "<td class=\"l w\">");
     if (na) {
       json_buf_puts(&h, "not applicable: ");
       html_text(&h, na);
@@ -425,20 +428,20 @@ int eval_write_outputs(const eval_items *it, const eval_summary *s, const eval_r
       log_warn("eval: %s: %s", path, err_get());
     json_buf_printf(&h, "<h3>%s &mdash; %.4f over %d videos</h3>\n", eval_dim_title((eval_dim)d),
                     s->raw[d], n);
-    json_buf_printf(&h, "<p>worst<br><img src=\"%s\" alt=\"worst %s\"><br>best<br>"
-                        "<img src=\"%s\" alt=\"best %s\"></p>\n", fw, nm, fb, nm);
+    json_buf_printf(&h, "<p>worst<br><img class=\"grid\" src=\"%s\" alt=\"worst %s\"><br>best<br>"
+                        "<img class=\"grid\" src=\"%s\" alt=\"best %s\"></p>\n", fw, nm, fb, nm);
     /* the worst videos' reasons, as text */
     json_buf_puts(&h, "<table><tr><th>value</th><th class=\"l\">video</th><th class=\"l\">asked"
                       "</th><th class=\"l\">found</th><th class=\"l\">why</th></tr>\n");
     for (int j = 0; j < k; j++) {
       const eval_item *e = &it->v[worst[j]];
-      json_buf_printf(&h, "<tr><td>%.3f</td><td class=\"l\">", e->value[d]);
+      json_buf_printf(&h, "<tr><td>%.3f</td><td class=\"l w\">", e->value[d]);
       html_text(&h, e->name);
-      json_buf_puts(&h, "</td><td class=\"l\">");
+      json_buf_puts(&h, "</td><td class=\"l w\">");
       html_text(&h, e->prompt_text);
-      json_buf_puts(&h, "</td><td class=\"l\">");
+      json_buf_puts(&h, "</td><td class=\"l w\">");
       html_text(&h, e->found);
-      json_buf_puts(&h, "</td><td class=\"l\">");
+      json_buf_puts(&h, "</td><td class=\"l w\">");
       if (e->reasons) {
         json_value *rv = json_parse(e->reasons, strlen(e->reasons), NULL);
         const json_value *r = rv ? json_get(rv, nm) : NULL;
