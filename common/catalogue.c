@@ -63,6 +63,12 @@ enum {
   ST_RUN_INTERRUPT,
   ST_METRIC_SET,
   ST_SCORE_INSERT,
+  ST_SAMPLE_UPSERT,
+  ST_SAMPLES_LIST,
+  ST_EVAL_RUN_SET,
+  ST_EVAL_RUN_FIND,
+  ST_EVAL_VIDEO_PUT,
+  ST_EVAL_VIDEO_GET,
   ST_SAVEPOINT,
   ST_RELEASE,
   ST_COUNT
@@ -157,7 +163,35 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " ON CONFLICT (run_id, name, step) DO UPDATE SET value = excluded.value",
     [ST_SCORE_INSERT] =
         "INSERT INTO scores (run_id, model_id, checkpoint_id, suite, dimension, prompt, clip_id,"
-        " value, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        " value, created, count, normalised, sample_id)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [ST_SAMPLE_UPSERT] =
+        "INSERT INTO samples (model_id, checkpoint_id, suite, prompt_id, seed, steps, guidance,"
+        " motion_scale, path, run_id, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        " ON CONFLICT (ifnull(model_id, 0), ifnull(checkpoint_id, 0), suite, prompt_id, seed,"
+        " steps, guidance, motion_scale) DO UPDATE SET path = excluded.path,"
+        " run_id = excluded.run_id, created = excluded.created RETURNING id",
+    [ST_SAMPLES_LIST] =
+        "SELECT id, ifnull(model_id, 0), ifnull(checkpoint_id, 0), suite, prompt_id, seed, steps,"
+        " guidance, motion_scale, path, ifnull(run_id, 0), created FROM samples"
+        " WHERE (?1 < 0 OR ifnull(model_id, 0) = ?1) AND (?2 < 0 OR ifnull(checkpoint_id, 0) = ?2)"
+        " AND (?3 IS NULL OR suite = ?3) ORDER BY suite, prompt_id, seed, id",
+    [ST_EVAL_RUN_SET] =
+        "INSERT INTO eval_runs (run_id, label, input, suite, model_id, checkpoint_id, videos,"
+        " results, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        " ON CONFLICT (run_id) DO UPDATE SET label = excluded.label, input = excluded.input,"
+        " suite = excluded.suite, model_id = excluded.model_id,"
+        " checkpoint_id = excluded.checkpoint_id, videos = excluded.videos,"
+        " results = excluded.results, created = excluded.created",
+    [ST_EVAL_RUN_FIND] =
+        "SELECT run_id, label, input, suite, ifnull(model_id, 0), ifnull(checkpoint_id, 0),"
+        " videos, results, created FROM eval_runs WHERE label = ?1 OR CAST(run_id AS TEXT) = ?1"
+        " ORDER BY (label = ?1) DESC, created DESC, run_id DESC LIMIT 1",
+    [ST_EVAL_VIDEO_PUT] =
+        "INSERT INTO eval_videos (key, path, result, created) VALUES (?1, ?2, ?3, ?4)"
+        " ON CONFLICT (key) DO UPDATE SET path = excluded.path, result = excluded.result,"
+        " created = excluded.created",
+    [ST_EVAL_VIDEO_GET] = "SELECT result FROM eval_videos WHERE key = ?1",
     /* nested transactions: prepared once, as helpers open one per call */
     [ST_SAVEPOINT] = "SAVEPOINT tb",
     [ST_RELEASE] = "RELEASE tb",
@@ -1472,6 +1506,12 @@ int catalogue_score_insert(catalogue *cat, const catalogue_score *sc, int64_t *i
   bind_ref(s, 7, sc->clip_id);
   sqlite3_bind_double(s, 8, sc->value);
   sqlite3_bind_double(s, 9, now_epoch());
+  bind_i64_or_null(s, 10, sc->count);
+  if (sc->has_normalised)
+    sqlite3_bind_double(s, 11, sc->normalised);
+  else
+    sqlite3_bind_null(s, 11);
+  bind_ref(s, 12, sc->sample_id);
   if (step_done(cat, s, "score insert") != TB_OK) return TB_ERR;
   if (id) *id = sqlite3_last_insert_rowid(cat->db);
   return TB_OK;
@@ -1482,6 +1522,155 @@ int catalogue_scores_insert(catalogue *cat, int64_t n, const catalogue_score *sc
   int rc = TB_OK;
   for (int64_t i = 0; i < n && rc == TB_OK; i++) rc = catalogue_score_insert(cat, &sc[i], NULL);
   return txn_end(cat, rc);
+}
+
+/* ---- samples ------------------------------------------------------------------------------------ */
+
+int catalogue_sample_insert(catalogue *cat, const catalogue_sample *smp, int64_t *id) {
+  if (!smp->suite || !*smp->suite || !smp->prompt_id || !*smp->prompt_id || !smp->path ||
+      !*smp->path)
+    return err_set("catalogue_sample_insert: suite, prompt_id and path are required");
+  sqlite3_stmt *s = stmt(cat, ST_SAMPLE_UPSERT);
+  if (!s) return TB_ERR;
+  bind_ref(s, 1, smp->model_id);
+  bind_ref(s, 2, smp->checkpoint_id);
+  bind_text(s, 3, smp->suite);
+  bind_text(s, 4, smp->prompt_id);
+  sqlite3_bind_int64(s, 5, smp->seed);
+  sqlite3_bind_int64(s, 6, smp->steps);
+  sqlite3_bind_double(s, 7, smp->guidance);
+  sqlite3_bind_double(s, 8, smp->motion_scale);
+  bind_text(s, 9, smp->path);
+  bind_ref(s, 10, smp->run_id);
+  sqlite3_bind_double(s, 11, now_epoch());
+  return step_id(cat, s, "sample insert", id);
+}
+
+int catalogue_samples_list(catalogue *cat, int64_t model_id, int64_t checkpoint_id,
+                           const char *suite, catalogue_sample **out, int64_t *n) {
+  *out = NULL;
+  *n = 0;
+  sqlite3_stmt *s = stmt(cat, ST_SAMPLES_LIST);
+  if (!s) return TB_ERR;
+  sqlite3_bind_int64(s, 1, model_id);
+  sqlite3_bind_int64(s, 2, checkpoint_id);
+  bind_text(s, 3, suite);
+  catalogue_sample *v = NULL;
+  int64_t len = 0, cap = 0;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    if (len == cap) {
+      cap = cap ? 2 * cap : 64;
+      v = xrealloc(v, (size_t)cap * sizeof *v);
+    }
+    catalogue_sample *e = &v[len++];
+    memset(e, 0, sizeof *e);
+    e->id = sqlite3_column_int64(s, 0);
+    e->model_id = sqlite3_column_int64(s, 1);
+    e->checkpoint_id = sqlite3_column_int64(s, 2);
+    e->suite = col_strdup(s, 3);
+    e->prompt_id = col_strdup(s, 4);
+    e->seed = sqlite3_column_int64(s, 5);
+    e->steps = sqlite3_column_int64(s, 6);
+    e->guidance = sqlite3_column_double(s, 7);
+    e->motion_scale = sqlite3_column_double(s, 8);
+    e->path = col_strdup(s, 9);
+    e->run_id = sqlite3_column_int64(s, 10);
+    e->created = sqlite3_column_double(s, 11);
+  }
+  if (rc != SQLITE_DONE) {
+    db_err(cat, "samples list");
+    sqlite3_reset(s);
+    catalogue_samples_free(v, len);
+    return TB_ERR;
+  }
+  sqlite3_reset(s);
+  *out = v;
+  *n = len;
+  return TB_OK;
+}
+
+void catalogue_samples_free(catalogue_sample *v, int64_t n) {
+  if (!v) return;
+  for (int64_t i = 0; i < n; i++) {
+    free((char *)v[i].suite);
+    free((char *)v[i].prompt_id);
+    free((char *)v[i].path);
+  }
+  free(v);
+}
+
+/* ---- evaluation runs and per-video results ------------------------------------------------------- */
+
+int catalogue_eval_run_set(catalogue *cat, const catalogue_eval_run *r) {
+  if (r->run_id <= 0 || !r->label || !*r->label || !r->input)
+    return err_set("catalogue_eval_run_set: run_id, label and input are required");
+  sqlite3_stmt *s = stmt(cat, ST_EVAL_RUN_SET);
+  if (!s) return TB_ERR;
+  sqlite3_bind_int64(s, 1, r->run_id);
+  bind_text(s, 2, r->label);
+  bind_text(s, 3, r->input);
+  bind_text(s, 4, r->suite);
+  bind_ref(s, 5, r->model_id);
+  bind_ref(s, 6, r->checkpoint_id);
+  sqlite3_bind_int64(s, 7, r->videos);
+  bind_text(s, 8, r->results);
+  sqlite3_bind_double(s, 9, now_epoch());
+  return step_done(cat, s, "eval run set");
+}
+
+int catalogue_eval_run_find(catalogue *cat, const char *label, catalogue_eval_run *out) {
+  sqlite3_stmt *s = stmt(cat, ST_EVAL_RUN_FIND);
+  if (!s) return TB_ERR;
+  bind_text(s, 1, label);
+  int r = step_row(cat, s, "eval run find");
+  if (r != 1) return r;
+  memset(out, 0, sizeof *out);
+  out->run_id = sqlite3_column_int64(s, 0);
+  out->label = col_strdup(s, 1);
+  out->input = col_strdup(s, 2);
+  out->suite = col_strdup(s, 3);
+  out->model_id = sqlite3_column_int64(s, 4);
+  out->checkpoint_id = sqlite3_column_int64(s, 5);
+  out->videos = sqlite3_column_int64(s, 6);
+  out->results = col_strdup(s, 7);
+  out->created = sqlite3_column_double(s, 8);
+  sqlite3_reset(s);
+  return 1;
+}
+
+void catalogue_eval_run_clear(catalogue_eval_run *r) {
+  if (!r) return;
+  free((char *)r->label);
+  free((char *)r->input);
+  free((char *)r->suite);
+  free((char *)r->results);
+  memset(r, 0, sizeof *r);
+}
+
+int catalogue_eval_video_put(catalogue *cat, const char *key, const char *path,
+                             const char *result) {
+  if (!key || !*key || !path || !result)
+    return err_set("catalogue_eval_video_put: key, path and result are required");
+  sqlite3_stmt *s = stmt(cat, ST_EVAL_VIDEO_PUT);
+  if (!s) return TB_ERR;
+  bind_text(s, 1, key);
+  bind_text(s, 2, path);
+  bind_text(s, 3, result);
+  sqlite3_bind_double(s, 4, now_epoch());
+  return step_done(cat, s, "eval video put");
+}
+
+int catalogue_eval_video_get(catalogue *cat, const char *key, char **result) {
+  *result = NULL;
+  sqlite3_stmt *s = stmt(cat, ST_EVAL_VIDEO_GET);
+  if (!s) return TB_ERR;
+  bind_text(s, 1, key);
+  int r = step_row(cat, s, "eval video get");
+  if (r != 1) return r;
+  *result = col_strdup(s, 0);
+  sqlite3_reset(s);
+  return *result ? 1 : 0;
 }
 
 /* ---- read-only queries ---------------------------------------------------------------------------- */

@@ -44,7 +44,7 @@ extern "C" {
 #endif
 
 /* The schema version this build writes (PRAGMA user_version after migration). */
-#define CATALOGUE_SCHEMA_VERSION 1
+#define CATALOGUE_SCHEMA_VERSION 2
 /* File name inside a workspace folder. */
 #define CATALOGUE_FILE_NAME "catalogue.db"
 /* Default busy timeout in milliseconds: how long a writer waits for another's commit. */
@@ -344,12 +344,82 @@ typedef struct {
   const char *dimension;     /* "subject_consistency", "total", "numeracy", … */
   const char *prompt;        /* the prompt scored, NULL for a suite-level aggregate */
   int64_t clip_id;           /* or the clip scored, 0 when none */
-  double value;
+  double value;              /* the raw value (VBench's dimension value, CompBench's score) */
+  int64_t count;             /* videos (or frames) behind the value; 0 stores NULL */
+  int has_normalised;        /* 1: `normalised` is stored (else NULL) */
+  double normalised;         /* VBench (x - min) / (max - min), times the dimension's weight */
+  int64_t sample_id;         /* the sample a per-video row scores, 0 when none */
 } catalogue_score;
 
 int catalogue_score_insert(catalogue *cat, const catalogue_score *s, int64_t *id);
 /* n scores in one transaction; ids not returned. */
 int catalogue_scores_insert(catalogue *cat, int64_t n, const catalogue_score *s);
+
+/* ---- generated samples ------------------------------------------------------------------------ */
+
+/* A sampling stage records each video it generates for a prompt suite (pipelines/prompts/):
+ *
+ *   catalogue_sample smp = {.model_id = m, .checkpoint_id = ck, .suite = "vbench",
+ *                           .prompt_id = "color-003", .seed = 1003, .steps = 4,
+ *                           .guidance = 7.5, .motion_scale = 0.5,
+ *                           .path = "samples/student/color-003-1003.mp4", .run_id = run};
+ *   catalogue_sample_insert(cat, &smp, &id);
+ *
+ * and `bin/eval --model NAME [--checkpoint STEP] --suite vbench` scores them. The seed and
+ * prompt id come from the suite file's line ("samples":[{"seed":…}]); the path is the video
+ * file (MP4 or anything libav reads), relative to the workspace folder. */
+typedef struct {
+  int64_t id;                /* out */
+  int64_t model_id;          /* 0 when none */
+  int64_t checkpoint_id;     /* 0 when none */
+  const char *suite;         /* the suite's name, e.g. "vbench" for pipelines/prompts/vbench.jsonl */
+  const char *prompt_id;     /* the prompt line's "id" */
+  int64_t seed;
+  int64_t steps;             /* sampler steps; 0 = not recorded */
+  double guidance;           /* CFG scale w; 0 = none */
+  double motion_scale;       /* motion-guidance scale m; 0 = none */
+  const char *path;          /* relative to the workspace folder */
+  int64_t run_id;            /* the sampling run, 0 when unknown */
+  double created;            /* out */
+} catalogue_sample;
+
+/* Records a sample. The key is (model, checkpoint, suite, prompt_id, seed, steps, guidance,
+ * motion_scale): the same key again replaces path and run (a regenerated video). TB_ERR for
+ * an empty suite, prompt id or path, or unknown model/checkpoint/run ids. *id may be NULL. */
+int catalogue_sample_insert(catalogue *cat, const catalogue_sample *s, int64_t *id);
+/* The samples of model_id (-1: any; 0: none recorded) and checkpoint_id (-1: any; 0: none)
+ * in suite (NULL: any), ordered by prompt id, seed and id. *out is a malloc'd array of *n
+ * entries (NULL when none); free with catalogue_samples_free. */
+int catalogue_samples_list(catalogue *cat, int64_t model_id, int64_t checkpoint_id,
+                           const char *suite, catalogue_sample **out, int64_t *n);
+void catalogue_samples_free(catalogue_sample *s, int64_t n);
+
+/* ---- evaluation runs and cached per-video results -------------------------------------------- */
+
+typedef struct {
+  int64_t run_id;            /* the bin/eval run (runs.id) */
+  const char *label;         /* the name --compare uses; the run id as text when not given */
+  const char *input;         /* "folder", "dataset" or "samples" */
+  const char *suite;         /* prompt suite or dataset name; NULL allowed */
+  int64_t model_id, checkpoint_id; /* 0 when none */
+  int64_t videos;            /* videos scored */
+  const char *results;       /* results JSON, relative to the workspace; NULL allowed */
+  double created;            /* out */
+} catalogue_eval_run;
+
+/* Records (or, for the same run, replaces) an evaluation run. */
+int catalogue_eval_run_set(catalogue *cat, const catalogue_eval_run *r);
+/* The newest evaluation run whose label is `label`, or whose run id is `label` as a number.
+ * 1 found (free with catalogue_eval_run_clear), 0 not, TB_ERR. */
+int catalogue_eval_run_find(catalogue *cat, const char *label, catalogue_eval_run *out);
+void catalogue_eval_run_clear(catalogue_eval_run *r);
+
+/* The cached result of scoring one video (a JSON text the evaluator defines), under a key that
+ * names the scorer version, the video's content and its truth. put replaces; get returns 1 with
+ * *result a malloc'd copy (caller frees), 0 when absent, TB_ERR. */
+int catalogue_eval_video_put(catalogue *cat, const char *key, const char *path,
+                             const char *result);
+int catalogue_eval_video_get(catalogue *cat, const char *key, char **result);
 
 /* ---- read-only queries ----------------------------------------------------------------------- */
 

@@ -25,6 +25,11 @@ pipeline_main() {
   # The built-in world knows its truth: score the flaw detectors against it (evaluation only;
   # curation itself never reads truth.jsonl).
   stage flawcheck --truth "$corpus/truth.jsonl"
+  # VBench / CompBench scores of the curated clips against their captions' truth (what curation
+  # leaves in), and of the source videos; bin/eval is built once the evaluation library is in.
+  if [ -x "$TURBO_BIN/eval" ]; then
+    stage eval --dataset tailored --truth "$corpus/truth.jsonl" --workers 2
+  fi
   pipeline_summary
   say "catalogue: $TURBO_WORKSPACE/catalogue.db   (./run.sh catalogue tables)"
   say "report:    $TURBO_WORKSPACE/reports/curate.html"

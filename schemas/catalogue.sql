@@ -185,3 +185,58 @@ CREATE INDEX scores_checkpoint ON scores(checkpoint_id);
 CREATE INDEX checkpoints_run ON checkpoints(run_id);
 CREATE INDEX models_run ON models(run_id);
 CREATE INDEX datasets_run ON datasets(run_id);
+
+-- @migration 2: samples of the sampling stages, evaluation runs and cached per-video results
+
+-- Videos a sampling stage generated for a prompt suite (pipelines/prompts/*.jsonl): one row per
+-- (model, checkpoint, suite, prompt, seed, sampler settings). bin/eval scores them by model,
+-- checkpoint and suite.
+CREATE TABLE samples (
+  id            INTEGER PRIMARY KEY AUTOINCREMENT,
+  model_id      INTEGER REFERENCES models(id) ON DELETE CASCADE,
+  checkpoint_id INTEGER REFERENCES checkpoints(id) ON DELETE SET NULL,
+  suite         TEXT NOT NULL,                      -- 'vbench', 'compbench', 'heldout', …
+  prompt_id     TEXT NOT NULL,                      -- the "id" of the prompt's line
+  seed          INTEGER NOT NULL,
+  steps         INTEGER NOT NULL DEFAULT 0,         -- sampler steps (0 = not recorded)
+  guidance      REAL NOT NULL DEFAULT 0,            -- CFG scale w
+  motion_scale  REAL NOT NULL DEFAULT 0,            -- motion-guidance scale m
+  path          TEXT NOT NULL,                      -- video file, relative to the workspace
+  run_id        INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+  created       REAL NOT NULL
+);
+CREATE UNIQUE INDEX samples_key ON samples(ifnull(model_id, 0), ifnull(checkpoint_id, 0), suite,
+                                           prompt_id, seed, steps, guidance, motion_scale);
+CREATE INDEX samples_model ON samples(model_id, checkpoint_id, suite);
+CREATE INDEX samples_checkpoint ON samples(checkpoint_id);
+CREATE INDEX samples_run ON samples(run_id);
+
+-- One row per bin/eval run: what it scored, under which label (--compare names runs by it).
+CREATE TABLE eval_runs (
+  run_id        INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+  label         TEXT NOT NULL,
+  input         TEXT NOT NULL CHECK (input IN ('folder', 'dataset', 'samples')),
+  suite         TEXT,                               -- prompt suite or dataset name
+  model_id      INTEGER REFERENCES models(id) ON DELETE SET NULL,
+  checkpoint_id INTEGER REFERENCES checkpoints(id) ON DELETE SET NULL,
+  videos        INTEGER NOT NULL DEFAULT 0,         -- videos scored (readable ones)
+  results       TEXT,                               -- results JSON, relative to the workspace
+  created       REAL NOT NULL
+);
+CREATE INDEX eval_runs_label ON eval_runs(label, created);
+
+-- What scoring one video found, kept so that a rerun scores only new videos: the key names
+-- the scorer's version, the file's content and the truth it was scored against.
+CREATE TABLE eval_videos (
+  key           TEXT PRIMARY KEY,
+  path          TEXT NOT NULL,
+  result        TEXT NOT NULL,                      -- JSON: per-dimension values, the read
+  created       REAL NOT NULL
+) WITHOUT ROWID;
+
+-- Scores gain the number of videos behind a value, the VBench-normalised value and the
+-- sample a per-video row belongs to.
+ALTER TABLE scores ADD COLUMN count INTEGER;
+ALTER TABLE scores ADD COLUMN normalised REAL;
+ALTER TABLE scores ADD COLUMN sample_id INTEGER REFERENCES samples(id) ON DELETE SET NULL;
+CREATE INDEX scores_sample ON scores(sample_id);

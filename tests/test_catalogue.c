@@ -81,29 +81,38 @@ static void test_open_and_migrate(void) {
   query_text(cat, "PRAGMA synchronous", t);
   CHECKF(strcmp(t, "2") == 0, "synchronous %s (2 = FULL)", t);
 
-  /* the migration mechanism: versions 2 and 3 applied in order in one go */
+  /* the migration mechanism: versions V+1 and V+2 (V = this build's) applied in order in one go */
+  const int V = CATALOGUE_SCHEMA_VERSION;
   const char *base = catalogue_schema_text();
   size_t bl = strlen(base);
-  const char *extra2 = "\n-- @migration 2: notes\nCREATE TABLE notes (id INTEGER PRIMARY KEY,"
-                       " clip_id INTEGER REFERENCES clips(id) ON DELETE CASCADE, text TEXT);\n";
-  const char *extra3 = "-- @migration 3: index\nCREATE INDEX notes_clip ON notes(clip_id);\n";
-  const char *bad4 = "-- @migration 4: broken\nCREATE TABLE n4 (a);\nCREATE TABLE notes (x);\n";
+  char extra2[256], extra3[128], bad4[128], skip[64], newer[32];
+  snprintf(extra2, sizeof extra2,
+           "\n-- @migration %d: notes\nCREATE TABLE notes (id INTEGER PRIMARY KEY,"
+           " clip_id INTEGER REFERENCES clips(id) ON DELETE CASCADE, text TEXT);\n", V + 1);
+  snprintf(extra3, sizeof extra3,
+           "-- @migration %d: index\nCREATE INDEX notes_clip ON notes(clip_id);\n", V + 2);
+  snprintf(bad4, sizeof bad4,
+           "-- @migration %d: broken\nCREATE TABLE n4 (a);\nCREATE TABLE notes (x);\n", V + 3);
+  snprintf(skip, sizeof skip, "-- @migration %d: skip\nSELECT 1;\n", V + 1);
+  snprintf(newer, sizeof newer, "version %d", V + 2);
+  char mig4[32];
+  snprintf(mig4, sizeof mig4, "migration %d", V + 3);
   char *v3 = xmalloc(bl + strlen(extra2) + strlen(extra3) + strlen(bad4) + 1);
   strcpy(v3, base);
   strcat(v3, extra2);
   strcat(v3, extra3);
   CHECKF(catalogue_migrate(cat, v3, &from, &to) == TB_OK, "migrate: %s", err_get());
-  CHECK(from == 1 && to == 3);
-  CHECK(catalogue_schema_version(cat) == 3);
+  CHECK(from == V && to == V + 2);
+  CHECK(catalogue_schema_version(cat) == V + 2);
   CHECK(count_rows(cat, "SELECT 1 FROM sqlite_schema WHERE name = 'notes_clip'") == 1);
-  /* a failing step rolls back the whole migration: no n4 table, version stays 3 */
+  /* a failing step rolls back the whole migration: no n4 table, version stays V + 2 */
   strcat(v3, bad4);
   CHECK(catalogue_migrate(cat, v3, &from, &to) == TB_ERR);
-  CHECKF(strstr(err_get(), "migration 4") != NULL, "error: %s", err_get());
-  CHECK(catalogue_schema_version(cat) == 3);
+  CHECKF(strstr(err_get(), mig4) != NULL, "error: %s", err_get());
+  CHECK(catalogue_schema_version(cat) == V + 2);
   CHECK(count_rows(cat, "SELECT 1 FROM sqlite_schema WHERE name = 'n4'") == 0);
   /* malformed texts */
-  CHECK(catalogue_migrate(cat, "-- @migration 2: skip\nSELECT 1;\n", NULL, NULL) == TB_ERR);
+  CHECK(catalogue_migrate(cat, skip, NULL, NULL) == TB_ERR);
   CHECK(catalogue_migrate(cat, "CREATE TABLE x (a);\n", NULL, NULL) == TB_ERR);
   catalogue_close(cat);
   free(v3);
@@ -111,7 +120,7 @@ static void test_open_and_migrate(void) {
   /* this build refuses to write a newer database, but a read-only view still opens */
   cat = catalogue_open(g_db, 0);
   CHECK(cat == NULL);
-  CHECKF(strstr(err_get(), "version 3") != NULL, "error: %s", err_get());
+  CHECKF(strstr(err_get(), newer) != NULL, "error: %s", err_get());
   cat = catalogue_open(g_db, CATALOGUE_OPEN_READONLY);
   CHECKF(cat != NULL, "readonly open of newer db: %s", err_get());
   catalogue_close(cat);
@@ -375,6 +384,76 @@ static void test_inserts(void) {
                                .clip_id = clip2, .value = 1};
   CHECK(catalogue_score_insert(cat, &clipscore, NULL) == TB_OK);
   CHECK(count_rows(cat, "SELECT 1 FROM scores") == 4);
+  /* migration 2: count, normalised value and sample of a score row */
+  catalogue_score agg = {.run_id = run, .suite = "vbench", .dimension = "color", .value = 0.5,
+                         .count = 40, .has_normalised = 1, .normalised = 0.25};
+  CHECK(catalogue_score_insert(cat, &agg, NULL) == TB_OK);
+  query_text(cat, "SELECT count || ' ' || normalised FROM scores WHERE dimension = 'color'", buf);
+  CHECKF(strcmp(buf, "40 0.25") == 0, "score count/normalised %s", buf);
+  query_text(cat, "SELECT ifnull(count, 'NULL') || ifnull(normalised, 'NULL') FROM scores"
+                  " WHERE dimension = 'total'", buf);
+  CHECKF(strcmp(buf, "NULLNULL") == 0, "unset count/normalised store NULL: %s", buf);
+
+  /* migration 2: samples (a sampling stage's records), listed by model, checkpoint, suite */
+  catalogue_sample smp = {.model_id = vae, .checkpoint_id = ck, .suite = "vbench",
+                          .prompt_id = "color-001", .seed = 11, .steps = 4, .guidance = 7.5,
+                          .motion_scale = 0.5, .path = "samples/a.mp4", .run_id = run};
+  int64_t sid1 = 0, sid2 = 0, sid3 = 0;
+  CHECK(catalogue_sample_insert(cat, &smp, &sid1) == TB_OK && sid1 > 0);
+  smp.path = "samples/a2.mp4"; /* same key: replaces the path, keeps the id */
+  CHECK(catalogue_sample_insert(cat, &smp, &sid2) == TB_OK && sid2 == sid1);
+  smp.seed = 12;
+  smp.path = "samples/b.mp4";
+  CHECK(catalogue_sample_insert(cat, &smp, &sid3) == TB_OK && sid3 != sid1);
+  catalogue_sample other = {.suite = "compbench", .prompt_id = "spatial-001", .seed = 1,
+                            .path = "samples/c.mp4"};
+  CHECK(catalogue_sample_insert(cat, &other, NULL) == TB_OK);
+  catalogue_sample badsmp = {.suite = "vbench", .prompt_id = "", .seed = 1, .path = "x.mp4"};
+  CHECK(catalogue_sample_insert(cat, &badsmp, NULL) == TB_ERR);
+  badsmp.prompt_id = "p";
+  badsmp.model_id = 99999; /* unknown model */
+  CHECK(catalogue_sample_insert(cat, &badsmp, NULL) == TB_ERR);
+  catalogue_sample *sl = NULL;
+  int64_t nsmp = 0;
+  CHECK(catalogue_samples_list(cat, vae, ck, "vbench", &sl, &nsmp) == TB_OK && nsmp == 2);
+  if (nsmp == 2) {
+    CHECK(sl[0].seed == 11 && strcmp(sl[0].path, "samples/a2.mp4") == 0 && sl[0].steps == 4);
+    CHECK(sl[1].seed == 12 && fabs(sl[1].guidance - 7.5) < 1e-12 && sl[1].run_id == run);
+  }
+  catalogue_samples_free(sl, nsmp);
+  CHECK(catalogue_samples_list(cat, -1, -1, NULL, &sl, &nsmp) == TB_OK && nsmp == 3);
+  catalogue_samples_free(sl, nsmp);
+  CHECK(catalogue_samples_list(cat, 0, -1, NULL, &sl, &nsmp) == TB_OK && nsmp == 1 &&
+        strcmp(sl[0].suite, "compbench") == 0);
+  catalogue_samples_free(sl, nsmp);
+  catalogue_score per = {.run_id = run, .suite = "vbench", .dimension = "color",
+                         .prompt = "color-001", .value = 1, .sample_id = sid1};
+  CHECK(catalogue_score_insert(cat, &per, NULL) == TB_OK);
+
+  /* migration 2: eval runs by label or id, per-video results */
+  catalogue_eval_run er = {.run_id = run, .label = "teacher-50", .input = "samples",
+                           .suite = "vbench", .model_id = vae, .videos = 10,
+                           .results = "eval/teacher-50/results.json"};
+  CHECK(catalogue_eval_run_set(cat, &er) == TB_OK);
+  er.videos = 12;
+  CHECK(catalogue_eval_run_set(cat, &er) == TB_OK); /* replaces */
+  catalogue_eval_run eo;
+  CHECK(catalogue_eval_run_find(cat, "teacher-50", &eo) == 1 && eo.videos == 12 &&
+        eo.run_id == run && strcmp(eo.input, "samples") == 0);
+  catalogue_eval_run_clear(&eo);
+  char idtxt[32];
+  snprintf(idtxt, sizeof idtxt, "%lld", (long long)run);
+  CHECK(catalogue_eval_run_find(cat, idtxt, &eo) == 1 && eo.run_id == run);
+  catalogue_eval_run_clear(&eo);
+  CHECK(catalogue_eval_run_find(cat, "nobody", &eo) == 0);
+  er.input = "stdin"; /* not one of the three */
+  CHECK(catalogue_eval_run_set(cat, &er) == TB_ERR);
+  char *res = NULL;
+  CHECK(catalogue_eval_video_get(cat, "k1", &res) == 0 && res == NULL);
+  CHECK(catalogue_eval_video_put(cat, "k1", "videos/a.mp4", "{\"color\":1}") == TB_OK);
+  CHECK(catalogue_eval_video_put(cat, "k1", "videos/a.mp4", "{\"color\":0}") == TB_OK);
+  CHECK(catalogue_eval_video_get(cat, "k1", &res) == 1 && res && strcmp(res, "{\"color\":0}") == 0);
+  free(res);
 
   /* run end */
   CHECK(catalogue_run_end(cat, run, CATALOGUE_RUN_OK, NULL) == TB_OK);
@@ -390,7 +469,7 @@ static void test_inserts(void) {
   CHECK(count_rows(cat, "SELECT 1 FROM clip_stats") == 0);
   CHECK(count_rows(cat, "SELECT 1 FROM dataset_members") == 0);
   CHECK(count_rows(cat, "SELECT 1 FROM tensors") == 1); /* the dataset's guidance score */
-  CHECK(count_rows(cat, "SELECT 1 FROM scores WHERE clip_id IS NULL") == 4);
+  CHECK(count_rows(cat, "SELECT 1 FROM scores WHERE clip_id IS NULL") == 6);
   query_text(cat, "SELECT status FROM datasets", buf);
   CHECKF(strcmp(buf, "stale") == 0, "dataset status %s", buf);
   /* replacing a dataset drops its members and tensors, keeps the name */

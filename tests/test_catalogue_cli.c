@@ -98,7 +98,9 @@ int main(void) {
   snprintf(g_ws, sizeof g_ws, "%s/ws", test_outdir());
   populate();
 
-  EXPECT("tables", 0, "sources", "clip_stats", "schema version 1");
+  char version[32];
+  snprintf(version, sizeof version, "schema version %d", CATALOGUE_SCHEMA_VERSION);
+  EXPECT("tables", 0, "sources", "clip_stats", version);
   EXPECT("--csv tables", 0, "table,rows\n", "sources,2\n", "clips,1\n", "clip_stats,2\n");
   EXPECT("runs", 0, "curate", "ok", "bin/curate --manifest m.csv");
   EXPECT("runs --stage nothing", 0, "(no rows)");
