@@ -116,11 +116,6 @@ else
 endif
 
 STAGES      := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard stages/*/*.c)))))
-# bin/eval links the evaluation library (kernels/eval, kernels/world, kernels/vision); until its
-# sources are in the tree the stage is left out (its headers are the interface it is built on).
-ifeq ($(wildcard kernels/eval/eval.c),)
-  STAGES := $(filter-out eval,$(STAGES))
-endif
 STAGE_BINS  := $(STAGES:%=$(BIN)/%)
 TEST_SRC    := $(sort $(wildcard tests/test_*.c))
 TEST_BINS   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
