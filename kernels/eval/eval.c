@@ -68,6 +68,7 @@ eval_ctx *eval_ctx_new(void) {
   eval_ctx *c = xcalloc(1, sizeof *c);
   c->ws = flow_ws_new();
   flow_opts_default(&c->fo);
+  c->fo.sweeps = 8; /* measured: the top-5% mean moves < 2% from 12 sweeps on the world's clips */
   return c;
 }
 void eval_ctx_free(eval_ctx *c) {

@@ -288,8 +288,10 @@ int flow_dense(flow_ws *ws, const flow_opts *o, const float *a, const float *b, 
             /* at most one pixel of change per warping pass at this level: larger motion is the
              * coarser levels' job, and the linearisation does not hold beyond it */
             float nu = (a22 * b1 - a12 * b2) / det, nv = (a11 * b2 - a12 * b1) / det;
-            U[2 * i] = fminf(fmaxf(nu, u0 - 1.0f), u0 + 1.0f);
-            U[2 * i + 1] = fminf(fmaxf(nv, v0 - 1.0f), v0 + 1.0f);
+            nu = nu < u0 - 1.0f ? u0 - 1.0f : nu > u0 + 1.0f ? u0 + 1.0f : nu;
+            nv = nv < v0 - 1.0f ? v0 - 1.0f : nv > v0 + 1.0f ? v0 + 1.0f : nv;
+            U[2 * i] = nu;
+            U[2 * i + 1] = nv;
           }
       }
     }
