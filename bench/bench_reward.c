@@ -1,6 +1,6 @@
 /* bench/bench_reward.c — reward requests with gradient through bin/reward, as the student makes
- * them: one 64x64 sample of 2 frames (the image models, clip and quality) and of 4 frames (the
- * video model), want_grad on, over ipc://.
+ * them: one 64x64 sample of 2 and of 4 frames (the image models, clip and quality) and of 4
+ * frames (the video model), want_grad on, over ipc://.
  *
  *   build/bench/bench_reward [--quick]     (make bench runs it through bench/run.sh)
  *
@@ -150,7 +150,9 @@ int main(int argc, char **argv) {
   printf("%-8s %6s %8s %10s %12s %12s %12s %10s\n", "model", "frames", "weights", "req/s",
          "round ms", "compute ms", "in-proc ms", "messaging");
   bench_model(REWARD_CLIP, 2, iters, dir, bin, threads, ws);
+  bench_model(REWARD_CLIP, 4, iters, dir, bin, threads, ws);
   bench_model(REWARD_QUALITY, 2, iters, dir, bin, threads, ws);
+  bench_model(REWARD_QUALITY, 4, iters, dir, bin, threads, ws);
   bench_model(REWARD_VIDEO, 4, iters, dir, bin, threads, ws);
   char cmd[4200];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -451,3 +451,30 @@ int caption_mirror(const char *caption, char *out, size_t n) {
   if (snprintf(out, n, "%s", a) >= (int)n) return err_set("caption_mirror: output buffer too small");
   return changed;
 }
+
+int caption_reverse(const char *caption, char *out, size_t n) {
+  char a[1024], b[1024];
+  if (snprintf(a, sizeof a, "%s", caption) >= (int)sizeof a) return err_set("caption_reverse: caption too long");
+  int changed = 0;
+  static const caption_edit_kind kinds[2] = {CAPTION_EDIT_DIRECTION, CAPTION_EDIT_PAN};
+  for (int k = 0; k < 2; k++) {
+    int ns = caption_sites(a, kinds[k]);
+    for (int i = 0; i < ns; i++) {
+      int v = caption_site_value(a, kinds[k], i), w = -1;
+      if (kinds[k] == CAPTION_EDIT_DIRECTION)
+        w = v == SCENE_MOTION_LEFT ? SCENE_MOTION_RIGHT : v == SCENE_MOTION_RIGHT ? SCENE_MOTION_LEFT
+          : v == SCENE_MOTION_UP ? SCENE_MOTION_DOWN : v == SCENE_MOTION_DOWN ? SCENE_MOTION_UP : -1;
+      else
+        w = v == SCENE_PAN_LEFT ? SCENE_PAN_RIGHT : v == SCENE_PAN_RIGHT ? SCENE_PAN_LEFT : -1;
+      if (w < 0) continue;
+      int rc = caption_edit(a, kinds[k], i, w, b, sizeof b);
+      if (rc == TB_ERR) return TB_ERR;
+      if (rc == 1) {
+        memcpy(a, b, sizeof a);
+        changed = 1;
+      }
+    }
+  }
+  if (snprintf(out, n, "%s", a) >= (int)n) return err_set("caption_reverse: output buffer too small");
+  return changed;
+}

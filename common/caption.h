@@ -64,6 +64,12 @@ int caption_edit(const char *caption, caption_edit_kind kind, int site, int valu
  * relation, position and pan swapped. Returns 1 when it changed, 0 when the caption names no
  * left or right (out is then a copy), TB_ERR when out is too small. */
 int caption_mirror(const char *caption, char *out, size_t n);
+/* The caption of the clip played backwards: every motion direction reversed (left and right,
+ * up and down swapped) and the camera's pan reversed; still objects, speeds and relations stay
+ * (a relation is the first frame's, which playing backwards changes only when the objects
+ * cross: callers that need it exact use one-object captions). Returns 1 when it changed, 0
+ * when nothing moves (out is then a copy), TB_ERR when out is too small. */
+int caption_reverse(const char *caption, char *out, size_t n);
 
 #ifdef __cplusplus
 }

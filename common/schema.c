@@ -570,6 +570,32 @@ int schema_registry_load_default(schema_registry **out) {
 
 /* --- validation ---------------------------------------------------------------------------- */
 
+/* Offset of the first byte that is not part of valid UTF-8 (no overlongs, no surrogates,
+ * <= U+10FFFF), or n when all of s is valid. */
+static size_t utf8_first_invalid(const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = p[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    int len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (!len || i + (size_t)len > n) return i;
+    unsigned cp = c & (0x7F >> len);
+    for (int k = 1; k < len; k++) {
+      if ((p[i + k] & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return i;
+    i += (size_t)len;
+  }
+  return n;
+}
+
 static int fail(int *code, int c, const char *fmt, ...) TB_PRINTF(3, 4);
 static int fail(int *code, int c, const char *fmt, ...) {
   char text[1024];
@@ -642,6 +668,10 @@ static int check_field(const schema *sc, const sfield *sf, const msg_field *f, i
     case MSG_FIELD_FLOAT: return check_number(sc, sf, f->type == MSG_FIELD_INT ? (double)f->i : f->f, "", code);
     case MSG_FIELD_STR: {
       size_t len = strlen(f->s);
+      size_t bad = utf8_first_invalid(f->s, len);
+      if (bad < len)
+        return fail(code, MSG_ERR_BAD_REQUEST, "%s v%d: field '%s' is not valid UTF-8 (byte %zu)",
+                    sc->name, sc->version, sf->name, bad);
       if (sf->maxlen >= 0 && (int64_t)len > sf->maxlen)
         return fail(code, MSG_ERR_BAD_REQUEST, "%s v%d: field '%s' is %zu bytes, at most %lld",
                     sc->name, sc->version, sf->name, len, (long long)sf->maxlen);

@@ -71,6 +71,9 @@ int nn_params_add(nn_params *p, const char *name, int ndim, const int64_t *shape
                   nn_init_kind init, int64_t fan_in, int64_t fan_out);
 /* One device allocation for all data and one for all gradients (zeroed). Call once. */
 void nn_params_alloc(nn_params *p);
+/* The data block only (zeroed): a frozen model that never had a gradient block, as
+ * nn_params_freeze leaves one. Call once, instead of nn_params_alloc. */
+void nn_params_alloc_frozen(nn_params *p);
 /* Seeded initialisation (drawn on the host, copied to the device). With zero_out = 0 the
  * NN_INIT_ZERO_OUT parameters are drawn like NN_INIT_KAIMING instead (gradient tests need every
  * path live). */
@@ -329,6 +332,21 @@ nn_var nn_xent(nn_ctx *c, nn_var logits, const int32_t *target, int64_t N, int64
 nn_var nn_mse(nn_ctx *c, nn_var pred, nn_var target);
 nn_var nn_huber(nn_ctx *c, nn_var pred, nn_var target, float hc);
 
+/* The frame VAE's operations. Zero padding of x (N, C, H, W) by (top, bottom, left, right)
+ * (LDM's down-sampler pads (0, 1, 0, 1)); channels [c0, c0 + k) of x (N, C, S) as (N, k, S) (the
+ * posterior's mean and log-variance halves); a clamp to [lo, hi] (gradient where lo <= x <= hi);
+ * a posterior draw mean + exp(logvar / 2) · noise with noise (numel) a host array (copied; a
+ * constant); and one-value losses: the KL of N(mean, exp(logvar)) from N(0, 1), averaged over
+ * elements, and the mean absolute error. */
+nn_var nn_pad2d(nn_ctx *c, nn_var x, int64_t N, int64_t C, int64_t H, int64_t W, int top,
+                int bottom, int left, int right);
+nn_var nn_chan_slice(nn_ctx *c, nn_var x, int64_t N, int64_t C, int64_t S, int64_t c0,
+                     int64_t k);
+nn_var nn_clamp(nn_ctx *c, nn_var x, float lo, float hi);
+nn_var nn_gauss_sample(nn_ctx *c, nn_var mean, nn_var logvar, const float *noise);
+nn_var nn_kl_gauss(nn_ctx *c, nn_var mean, nn_var logvar);
+nn_var nn_l1(nn_ctx *c, nn_var pred, nn_var target);
+
 /* Embedding leaves (no gradient) of N per-sample scalars given in a host array:
  * LDM's sinusoidal timestep embedding (N, dim) = [cos(t·f_i), sin(t·f_i)], f_i = 10000^(-i/half)
  * (op_timestep_embedding), and the guidance-scale embedding of LCM / T2V-Turbo of 1000·w
@@ -372,6 +390,10 @@ typedef struct {
                              * transformer_in), init_heads heads of head_ch channels, so its
                              * width init_heads·head_ch may differ from model_ch */
   int init_heads;           /* 8 in both families */
+  int spatial_only;         /* 1: no temporal layer at all (no temporal conv sub-blocks, no
+                             * temporal transformers, no init_attn): an image model run on each
+                             * frame alone, the ablation that shows what the temporal layers
+                             * learn (tests/test_teacher_learns.c) */
   int fps_embed;            /* 1: fps_embedding.{0,2}: an MLP of the sinusoidal embedding of the
                              * clip's fps (model_ch wide) added to the time embedding
                              * (VideoCrafter2's fps_cond) */
@@ -425,6 +447,13 @@ typedef struct {
 
 /* eps (B, T, out_ch, H, W) = unet(x (B, T, in_ch, H, W)). */
 nn_var unet_forward(unet *u, nn_ctx *c, nn_var x, const unet_input *in);
+/* The same contract checked instead of asserted, for inputs that come from outside (a service
+ * request, a file): batch, frames (against the frame-position table), latent size (divisible by
+ * 2^(levels-1)), the latent's and the context's value counts, timesteps in [0, 1000), finite w /
+ * motion. TB_ERR (err_get names what disagrees) and nothing recorded; TB_OK and *out the eps. */
+int unet_forward_checked(unet *u, nn_ctx *c, nn_var x, const unet_input *in, nn_var *out);
+/* The check alone: x_numel / ctx_numel are the value counts of the latent and the context. */
+int unet_input_check(const unet *u, int64_t x_numel, int64_t ctx_numel, const unet_input *in);
 /* Names of the temporal-attention layers (the names nn_attn_name reports), in the order a
  * forward runs them: all of them, or (decoder_only) those of the output blocks, the layers
  * T2V-Turbo-v2's motion guidance reads. Writes up to max pointers (owned by u); returns the

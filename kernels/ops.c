@@ -72,6 +72,9 @@ static inline void threads_sync(void) {
 
 int ops_get_num_threads(void) { return cpu_fast_threads(); }
 
+/* Deliberately no threads_sync here: this reports what the thread's last op applied. */
+int ops_threads_here(void) { return cpu_fast_threads_here(); }
+
 static void ops_unsupported(const char *op) {
   tb_check_failed("entry != NULL", __FILE__, __LINE__, "op_%s is not supported by backend %s", op,
                   ops_backend_name(g_current));

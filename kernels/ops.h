@@ -90,6 +90,10 @@ int ops_backend_register(ops_backend_id id, const ops_backend *table);
  * count last set, whichever thread set it. */
 void ops_set_num_threads(int n);
 int ops_get_num_threads(void);
+/* The OpenMP thread count the calling thread's ops ran with at its last op call (what a
+ * parallel region there gets), 1 without OpenMP: a service's worker reports it, so a test can
+ * see that the count it was started with reached the thread that answers requests. */
+int ops_threads_here(void);
 
 /* Op profile: with TURBO_OPS_PROFILE=1 in the environment (or ops_profile_enable(1)), every
  * op_ call is timed (wall clock around the backend entry; on a device backend the device is

@@ -296,6 +296,47 @@ OP(xent_bwd, (float *dlogits, float dloss, const float *probs, const int32_t *ta
    int C, float scale),
    (dlogits, dloss, probs, target, N, C, scale))
 
+/* ---- the frame VAE (LDM AutoencoderKL) -------------------------------------------------------
+ * Zero padding with a different width per side (LDM's down-sampler pads (0, 1, 0, 1) before its
+ * stride-2, pad-0 convolution): out (N, C, H + top + bottom, W + left + right) from inp
+ * (N, C, H, W). Backward: dinp += the interior of dout. */
+OP(pad2d_fwd, (float *out, const float *inp, int N, int C, int H, int W, int top, int bottom,
+   int left, int right),
+   (out, inp, N, C, H, W, top, bottom, left, right))
+OP(pad2d_bwd, (float *dinp, const float *dout, int N, int C, int H, int W, int top, int bottom,
+   int left, int right),
+   (dinp, dout, N, C, H, W, top, bottom, left, right))
+/* Clamp to [lo, hi] (the posterior's log-variance, clamped to [-30, 20] as LDM does); the
+ * backward passes dout where lo <= inp <= hi (PyTorch's clamp) and adds: dinp += dout there. */
+OP(clamp_fwd, (float *out, const float *inp, float lo, float hi, int64_t n),
+   (out, inp, lo, hi, n))
+OP(clamp_bwd, (float *dinp, const float *dout, const float *inp, float lo, float hi, int64_t n),
+   (dinp, dout, inp, lo, hi, n))
+/* A draw of the diagonal Gaussian posterior (the reparameterisation): z = mean + exp(logvar / 2)
+ * * noise, all (n). Backward: dmean += dz; dlogvar += dz * noise * exp(logvar / 2) / 2. */
+OP(gauss_sample_fwd, (float *z, const float *mean, const float *logvar, const float *noise,
+   int64_t n),
+   (z, mean, logvar, noise, n))
+OP(gauss_sample_bwd, (float *dmean, float *dlogvar, const float *dz, const float *logvar,
+   const float *noise, int64_t n),
+   (dmean, dlogvar, dz, logvar, noise, n))
+/* KL divergence of N(mean, exp(logvar)) from N(0, 1), one float: *loss = (1/n) sum over n of
+ * (mean^2 + exp(logvar) - 1 - logvar) / 2 (the per-element mean; LDM sums over a sample's
+ * latent, which is n_per_sample times this). Backward: dmean += dloss mean / n,
+ * dlogvar += dloss (exp(logvar) - 1) / (2 n). */
+OP(kl_gauss_fwd, (float *loss, const float *mean, const float *logvar, int64_t n),
+   (loss, mean, logvar, n))
+OP(kl_gauss_bwd, (float *dmean, float *dlogvar, float dloss, const float *mean,
+   const float *logvar, int64_t n),
+   (dmean, dlogvar, dloss, mean, logvar, n))
+/* L1: *loss = mean over n of |pred - target|; backward dpred += dloss sign(pred - target) / n
+ * (0 where they are equal), dtarget -= the same (either may be NULL). */
+OP(l1_fwd, (float *loss, const float *pred, const float *target, int64_t n),
+   (loss, pred, target, n))
+OP(l1_bwd, (float *dpred, float *dtarget, float dloss, const float *pred, const float *target,
+   int64_t n),
+   (dpred, dtarget, dloss, pred, target, n))
+
 /* ---- motion guidance: MotionClone's rank-1 temporal-attention loss --------------------------
  * Attention maps seen as R rows of N keys (probabilities (G, heads, Nq, Nk) are R = G·heads·Nq
  * rows of N = Nk). attn_top1: idx (R) = the first argmax of each row of p (R, N), val (R) its

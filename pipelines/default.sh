@@ -1,4 +1,4 @@
-# summary: built-in world: synth → curate → reward models → tailored datasets (distill + reward halves) → report
+# summary: built-in world: synth → curate → reward models → tailored datasets (distill + reward halves) → VAE → encode → report
 #
 # The start of T2V-Turbo-v2's pipeline on the built-in world: a 2,000-clip raw corpus with real
 # flaws, curated into the catalogue, and the tailored datasets the later stages train on.
@@ -18,6 +18,10 @@ pipeline_main() {
   stage pretrain --model video --dataset rewards
   stage curate --recipe pipelines/recipes/tailored.recipe
   stage curate --recipe pipelines/recipes/motion.recipe
+  # The frame VAE learns from the tailored clips' frames; then every tailored clip gets its
+  # latents and caption embeddings (text tower of the clip model) cached for the teacher.
+  stage pretrain --model vae --dataset tailored
+  stage encode --dataset tailored
   # The built-in world knows its truth: score the flaw detectors against it (evaluation only;
   # curation itself never reads truth.jsonl).
   stage flawcheck --truth "$corpus/truth.jsonl"
@@ -27,5 +31,5 @@ pipeline_main() {
   say "datasets:  $("$TURBO_BIN/catalogue" --workspace "$TURBO_WORKSPACE" --csv sql \
     "SELECT name || ' (' || count(m.clip_id) || ' members)' FROM datasets d LEFT JOIN dataset_members m ON m.dataset_id = d.id GROUP BY d.id ORDER BY d.name" 2>/dev/null | tail -n +2 | tr '\n' ' ')"
   say "reward models: $TURBO_WORKSPACE/models/reward-{clip,quality,video}.safetensors (./run.sh reward --model NAME serves one)"
-  say "next stages (encode, motion, teacher, student, sample, eval) are not built yet"
+  say "VAE: $TURBO_WORKSPACE/models/vae.safetensors; latents and caption embeddings: $TURBO_WORKSPACE/cache/"
 }

@@ -166,6 +166,19 @@ int main(void) {
       CHECK(caption_mirror(lc, out, sizeof out) >= 0);
       CHECK(caption_mirror(out, want, sizeof want) >= 0 && strcmp(want, lc) == 0); /* twice: itself */
     }
+    /* played backwards: every direction and the pan reversed, the reversed scene's caption */
+    {
+      static const int rev[SCENE_MOTION_COUNT] = {SCENE_MOTION_STILL, SCENE_MOTION_RIGHT, SCENE_MOTION_LEFT,
+                                                  SCENE_MOTION_DOWN, SCENE_MOTION_UP};
+      scene t = s;
+      for (int i = 0; i < t.n_objects; i++) t.obj[i].motion = rev[t.obj[i].motion];
+      if (t.pan) t.pan = t.pan == SCENE_PAN_LEFT ? SCENE_PAN_RIGHT : SCENE_PAN_LEFT;
+      scene_caption_short(&t, &cr, want, sizeof want);
+      int rc = caption_reverse(sc, out, sizeof out);
+      CHECKF(strcmp(out, want) == 0 && rc == (strcmp(sc, want) != 0), "reverse of \"%s\": \"%s\", want \"%s\"", sc, out, want);
+      CHECK(caption_reverse(lc, out, sizeof out) >= 0);
+      CHECK(caption_reverse(out, want, sizeof want) >= 0 && strcmp(want, lc) == 0); /* twice: itself */
+    }
     if (g_test_failures > 20) break;
   }
   /* errors and captions from elsewhere */

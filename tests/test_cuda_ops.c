@@ -969,6 +969,67 @@ static void case_adamw(int64_t n) {
   run(&c);
 }
 
+/* ---- the frame VAE's ops ------------------------------------------------------------------ */
+
+static void call_vae(const ops_backend *be, void **p, const tcase *c) {
+  int64_t n = c->b[0].n;
+  switch (D[0]) {
+  case 0: be->pad2d_fwd(F(1), F(0), D[1], D[2], D[3], D[4], 0, 1, 0, 1); break;
+  case 1: be->pad2d_bwd(F(1), F(0), D[1], D[2], D[3], D[4], 0, 1, 0, 1); break;
+  case 2: be->clamp_fwd(F(1), F(0), -0.5f, 0.5f, n); break;
+  case 3: be->clamp_bwd(F(2), F(1), F(0), -0.5f, 0.5f, n); break;
+  case 4: be->gauss_sample_fwd(F(3), F(0), F(1), F(2), n); break;
+  case 5: be->gauss_sample_bwd(F(3), F(4), F(2), F(0), F(1), n); break;
+  case 6: be->kl_gauss_fwd(F(2), F(0), F(1), n); break;
+  case 7: be->kl_gauss_bwd(F(2), F(3), 0.7f, F(0), F(1), n); break;
+  case 8: be->l1_fwd(F(2), F(0), F(1), n); break;
+  case 9: be->l1_bwd(F(2), F(3), 0.7f, F(0), F(1), n); break;
+  }
+}
+static void case_vae_ops(int N, int C, int H, int W) {
+  int64_t n = (int64_t)N * C * H * W, np = (int64_t)N * C * (H + 1) * (W + 1);
+  static const char *names[] = {"pad2d_fwd", "pad2d_bwd", "clamp_fwd", "clamp_bwd",
+                                "gauss_sample_fwd", "gauss_sample_bwd", "kl_gauss_fwd",
+                                "kl_gauss_bwd", "l1_fwd", "l1_bwd"};
+  for (int w = 0; w < 10; w++) {
+    tcase c = {.name = names[w], .call = call_vae};
+    c.d[0] = w, c.d[1] = N, c.d[2] = C, c.d[3] = H, c.d[4] = W;
+    if (w == 0) {
+      add_in(&c, n, -1, 1);
+      add_out(&c, np);
+    } else if (w == 1) {
+      c.b[c.nb++] = (tbuf){B_IN, np, rndv(np, -1, 1), NULL};
+      add_acc(&c, n, -1, 1);
+    } else if (w == 2) {
+      add_in(&c, n, -1, 1);
+      add_out(&c, n);
+    } else if (w == 3) {
+      add_in(&c, n, -1, 1);
+      add_in(&c, n, -1, 1);
+      add_acc(&c, n, -1, 1);
+    } else if (w == 4 || w == 5) {
+      add_in(&c, n, -1, 1);
+      add_in(&c, n, -2, 2);
+      add_in(&c, n, -1, 1);
+      if (w == 4) add_out(&c, n);
+      else {
+        add_acc(&c, n, -1, 1);
+        add_acc(&c, n, -1, 1);
+      }
+    } else {
+      add_in(&c, n, -1, 1);
+      add_in(&c, n, -2, 2);
+      if (w == 6 || w == 8) add_out(&c, 1);
+      else {
+        add_acc(&c, n, -1, 1);
+        add_acc(&c, n, -1, 1);
+      }
+      c.tol = 1e-5;
+    }
+    run(&c);
+  }
+}
+
 /* ---- a ResBlock-shaped chain through the op table ------------------------------------------
  * h = conv(silu(gn(x))) + emb; y = x + conv2(silu(gn2(h))); loss = mse(y, target); backward of
  * every piece, gradients of x and of all weights. Run on a backend with memory from alloc. */
@@ -1159,6 +1220,7 @@ int main(void) {
   case_cond_drop(300, 19); /* more than one 256-sample chunk */
   case_cond_drop(5, 77 * 8);
   case_losses(100003);
+  case_vae_ops(3, 5, 7, 9);
   case_infonce(9, 16);
   case_embedding(300, 57, 128);
   case_token_pool(5, 12, 33);

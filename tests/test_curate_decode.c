@@ -145,5 +145,39 @@ int main(void) {
   CHECK(video_decode_rgb(junk, &o, &f) == TB_ERR);
   CHECK(strlen(err_get()) > 0);
   CHECK(video_decode_rgb("/nonexistent/x.mp4", &o, &f) == TB_ERR);
+
+  /* Real footage (tests/fixtures/real/footage): a phone clip stored portrait with a display matrix
+   * decodes as its landscape twin; the analysis luma has the fixed size whatever the source's. */
+  {
+    const char *rot = "tests/fixtures/real/footage/videos/coffee-rotated.mp4",
+               *pan = "tests/fixtures/real/footage/videos/coffee-pan.mp4";
+    video_frames a, b;
+    o = video_dec_opts_default();
+    o.keep_luma = 1;
+    o.analysis_short = 160;
+    CHECK(video_decode_rgb(rot, &o, &a) == TB_OK);
+    CHECK(video_decode_rgb(pan, &o, &b) == TB_OK);
+    CHECKF(a.info.rotation == 90 && a.info.display_w == 320 && a.info.display_h == 180,
+           "rotation %d, display %dx%d", a.info.rotation, a.info.display_w, a.info.display_h);
+    CHECKF(a.lw == 284 && a.lh == 160 && b.lw == 284 && b.lh == 160, "analysis %dx%d and %dx%d",
+           a.lw, a.lh, b.lw, b.lh);
+    double d = 0, dl = 0;
+    int n = a.n < b.n ? a.n : b.n;
+    for (size_t i = 0; i < (size_t)n * a.w * a.h * 3; i++) d += abs(a.rgb[i] - b.rgb[i]);
+    for (size_t i = 0; i < (size_t)n * a.lw * a.lh; i++) dl += abs(a.luma[i] - b.luma[i]);
+    d /= (double)n * a.w * a.h * 3;
+    dl /= (double)n * a.lw * a.lh;
+    CHECKF(n == 16 && d < 6 && dl < 6, "rotated vs landscape: %d frames, mean |diff| %.1f (rgb), "
+           "%.1f (luma)", n, d, dl);
+    video_frames_free(&a);
+    video_frames_free(&b);
+    const char *big = "tests/fixtures/real/footage/videos/res-wm-1080.mp4";
+    CHECK(video_decode_rgb(big, &o, &a) == TB_OK);
+    CHECKF(a.lw == 284 && a.lh == 160, "1080p analysed at %dx%d", a.lw, a.lh);
+    video_frames_free(&a);
+    o.min_side = 400;
+    CHECK(video_decode_rgb(pan, &o, &a) == VIDEO_DEC_TOO_SMALL);
+    CHECK(strstr(err_get(), "minimum") != NULL);
+  }
   return test_finish();
 }

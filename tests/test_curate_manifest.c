@@ -182,5 +182,14 @@ int main(void) {
   flaws_detect(&cs);
   CHECK(clip_stats_get(&cs, "flaw_static", 0) == 1 && clip_stats_get(&cs, "flaw_flicker", 0) == 1);
   CHECK(clip_stats_get(&cs, "flaw_lowq", 1) == 0 && clip_stats_get(&cs, "flaw_any", 0) == 1);
+  /* A NUL inside a CSV field is a bad line, never a silently shortened caption. */
+  {
+    static const char nul[] = "path,caption\na.mp4,cut\0 here\nb.mp4,fine\n";
+    CHECK(manifest_parse(nul, sizeof nul - 1, 0, &m) == TB_OK);
+    CHECKF(m.n == 1 && strcmp(m.rows[0].path, "b.mp4") == 0, "%d rows", m.n);
+    CHECKF(m.nissues == 1 && strstr(m.issues[0].reason, "line 2: NUL byte inside field 2"),
+           "issue: %s", m.nissues ? m.issues[0].reason : "(none)");
+    manifest_free(&m);
+  }
   return test_finish();
 }

@@ -38,7 +38,7 @@ grep -E "members" "$OUT/rewards.log"
 
 # metric NAME of model M's last run, from the catalogue
 metric() {
-  "$BIN/catalogue" --workspace "$WS" --csv sql "SELECT value FROM metrics WHERE name = '$2' AND run_id = (SELECT max(r.id) FROM runs r WHERE r.stage = 'pretrain' AND r.args LIKE '%--model $1%')" | tail -n +2 | head -1
+  "$BIN/catalogue" --workspace "$WS" --csv sql "SELECT value FROM metrics WHERE name = '$2' AND run_id = (SELECT max(r.id) FROM runs r WHERE r.stage = 'pretrain' AND r.args LIKE '''pretrain $1''%')" | tail -n +2 | head -1
 }
 # awk comparison: ge A B → exit 0 when A >= B
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }

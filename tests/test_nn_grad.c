@@ -198,6 +198,30 @@ static nn_var b_tokens(nn_ctx *c, const nn_var *in, void *arg) {
   return nn_concat_chan(c, gl, l, 1, 38, 1, 1);
 }
 
+/* the frame VAE's ops: in[0] (2, 3, 4, 5) padded (0, 1, 0, 1) as LDM's down-sampler does;
+ * in[1] (2, 6, 4): channels 1..3 as the posterior mean; in[2] (24) clamped to [-0.5, 0.5] as
+ * its log-variance (values kept 0.05 from the bounds, so differences never straddle one); a
+ * posterior draw with fixed noise, the KL and an L1 against a fixed target of both signs */
+static nn_var b_vae_ops(nn_ctx *c, const nn_var *in, void *arg) {
+  (void)arg;
+  float noise[24], target[24];
+  for (int i = 0; i < 24; i++) {
+    noise[i] = (float)((i * 7) % 11 - 5) / 4.0f;
+    target[i] = i % 2 ? 3.0f : -3.0f;
+  }
+  nn_var p = nn_pad2d(c, in[0], 2, 3, 4, 5, 0, 1, 0, 1);        /* (2, 3, 5, 6) = 180 */
+  nn_var mean = nn_chan_slice(c, in[1], 2, 6, 4, 1, 3);         /* (2, 3, 4) = 24 */
+  nn_var lv = nn_clamp(c, in[2], -0.5f, 0.5f);                  /* 24 */
+  nn_var z = nn_gauss_sample(c, mean, lv, noise);               /* 24 */
+  nn_var kl = nn_kl_gauss(c, mean, lv);
+  nn_var l1 = nn_l1(c, z, nn_input(c, target, 24, 0));
+  nn_var y = nn_concat_chan(c, p, mean, 1, 180, 24, 1);
+  y = nn_concat_chan(c, y, lv, 1, 204, 24, 1);
+  y = nn_concat_chan(c, y, z, 1, 228, 24, 1);
+  y = nn_concat_chan(c, y, kl, 1, 252, 1, 1);
+  return nn_concat_chan(c, y, l1, 1, 253, 1, 1);
+}
+
 static void run_cases(void);
 
 int main(void) {
@@ -328,6 +352,15 @@ static void run_cases(void) {
     int64_t n[3] = {48, 8, 24};
     setup(&k, "bias_add/cond_drop/dropout/mse/huber", 3, n, 50, 12);
     k.build = b_extra, k.arg = NULL;
+    check_case(&k);
+    teardown(&k);
+  }
+  {
+    int64_t n[3] = {120, 48, 24};
+    setup(&k, "pad2d/chan_slice/clamp/gauss_sample/kl/l1", 3, n, 254, 21);
+    for (int i = 0; i < 24; i++) /* away from the clamp's bounds */
+      if (fabsf(fabsf(k.x[2][i]) - 0.5f) < 0.05f) k.x[2][i] += k.x[2][i] > 0 ? 0.1f : -0.1f;
+    k.build = b_vae_ops, k.arg = NULL;
     check_case(&k);
     teardown(&k);
   }

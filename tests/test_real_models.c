@@ -18,7 +18,9 @@
 #include "common/tensor.h"
 #include "kernels/device.h"
 #include "kernels/nn.h"
+#include "common/fsutil.h"
 #include "kernels/nn/text.h"
+#include "kernels/nn/vae.h"
 #include "kernels/ops.h"
 #include "tests/testutil.h"
 
@@ -287,6 +289,99 @@ static void text_fixture(const char *fam, text_family family, const char *prefix
   tower_free(&w);
 }
 
+/* ---- the LDM VAE (diffusers AutoencoderKL) -------------------------------------------------
+ * The fixture's config.json becomes turbo's config; the encoder's posterior (mean, clamped
+ * log-variance, after quant_conv) of in.x and the decoder's frames of in.z (post_quant_conv
+ * first) must match, and so must the gradients of loss = sum(mean r.mean) + sum(logvar r.logvar)
+ * + sum(decoded r.decoded) w.r.t. x, z and the chosen parameters. */
+static int vae_fixture_config(vae_config *cfg) {
+  char *txt;
+  size_t len;
+  if (fs_read_all(FIX "diffusers_vae_config.json", &txt, &len) != TB_OK) return TB_ERR;
+  int rc = vae_config_from_diffusers(txt, cfg);
+  free(txt);
+  return rc;
+}
+
+static void vae_fixture(const char *fam, const char *weights, const char *iofile) {
+  vae_config cfg;
+  CHECKF(vae_fixture_config(&cfg) == TB_OK, "%s: %s", fam, err_get());
+  CHECKF(cfg.ch == 16 && cfg.n_levels == 3 && cfg.ch_mult[2] == 2 && cfg.groups == 8 &&
+             fabsf(cfg.scale - 0.18215f) < 1e-7f,
+         "%s: config read as ch %d, levels %d, groups %d, scale %g", fam, cfg.ch, cfg.n_levels,
+         cfg.groups, (double)cfg.scale);
+  vae v;
+  CHECK(vae_create(&v, &cfg) == TB_OK);
+  nn_tensor_map m;
+  CHECKF(vae_tensor_map(&v, VAE_FAMILY_DIFFUSERS, &m) == TB_OK, "%s: %s", fam, err_get());
+  int unused = -1;
+  int rc = nn_params_load_map(&v.params, weights, &m, &unused);
+  CHECKF(rc == TB_OK, "%s: %s", fam, err_get());
+  if (rc != TB_OK) {
+    nn_tensor_map_free(&m);
+    vae_free(&v);
+    return;
+  }
+  CHECKF(unused == 0, "%s: %d checkpoint tensors unused", fam, unused);
+  printf("%s: %lld parameters in %d tensors loaded, %d file tensors unused\n", fam,
+         (long long)v.params.total, v.params.n, unused);
+  safetensors_file *io = NULL;
+  TB_CHECKF(safetensors_open(iofile, &io) == TB_OK, "%s", err_get());
+  int64_t nx, nz;
+  float *x = read_all(io, "in.x", &nx), *z = read_all(io, "in.z", &nz);
+  float *r1 = read_all(io, "r.mean", NULL), *r2 = read_all(io, "r.logvar", NULL);
+  float *r3 = read_all(io, "r.decoded", NULL);
+  const safetensors_entry *ex = safetensors_find(io, "in.x"), *ez = safetensors_find(io, "in.z");
+  int N = (int)ex->shape[0], H = (int)ex->shape[2], W = (int)ex->shape[3];
+  int h = (int)ez->shape[2], w = (int)ez->shape[3];
+  for (int be = 0; be < 2; be++) {
+    ops_backend_set(be ? OPS_CPU_FAST : OPS_CPU_REF);
+    nn_ctx *c = nn_ctx_new();
+    nn_params_zero_grad(&v.params);
+    nn_var xv = nn_input(c, x, nx, 1), zv = nn_input(c, z, nz, 1), mean, logvar;
+    vae_encode(&v, c, xv, N, H, W, &mean, &logvar);
+    nn_var y = vae_decode(&v, c, zv, N, h, w);
+    compare(fam, be, 0, "posterior mean", nn_data(c, mean), io, "out.mean");
+    compare(fam, be, 0, "posterior logvar", nn_data(c, logvar), io, "out.logvar");
+    compare(fam, be, 0, "decoded", nn_data(c, y), io, "out.decoded");
+    nn_var ys[3] = {mean, logvar, y};
+    const float *dys[3] = {r1, r2, r3};
+    nn_backward_many(c, 3, ys, dys);
+    compare(fam, be, 1, "d loss / d x", nn_grad(c, xv), io, "grad.x");
+    compare(fam, be, 1, "d loss / d z", nn_grad(c, zv), io, "grad.z");
+    for (size_t e = 0; e < safetensors_count(io); e++) {
+      const char *nm = safetensors_entry_at(io, e)->name;
+      if (strncmp(nm, "grad.param.", 11) != 0) continue;
+      int idx = param_of(&v.params, &m, nm + 11);
+      CHECKF(idx >= 0, "%s: no parameter for %s", fam, nm + 11);
+      if (idx < 0) continue;
+      char what[160];
+      snprintf(what, sizeof what, "d/d %s", nm + 11);
+      compare(fam, be, 2, what, nn_params_grad_ptr(&v.params, idx), io, nm);
+    }
+    nn_ctx_free(c);
+  }
+  ops_backend_set(OPS_CPU_FAST);
+  free(x), free(z), free(r1), free(r2), free(r3);
+  safetensors_close(io);
+  nn_tensor_map_free(&m);
+  vae_free(&v);
+}
+
+static int load_vae(const char *path, void *ctx) {
+  (void)ctx;
+  vae_config cfg;
+  TB_CHECK(vae_fixture_config(&cfg) == TB_OK);
+  vae v;
+  TB_CHECK(vae_create(&v, &cfg) == TB_OK);
+  nn_tensor_map m;
+  TB_CHECK(vae_tensor_map(&v, VAE_FAMILY_DIFFUSERS, &m) == TB_OK);
+  int rc = nn_params_load_map(&v.params, path, &m, NULL);
+  nn_tensor_map_free(&m);
+  vae_free(&v);
+  return rc;
+}
+
 /* ---- broken checkpoints ---------------------------------------------------------------- */
 
 /* Rewrites `src` into dst with tensor `victim` renamed (mode 0), given another shape (1), or
@@ -389,7 +484,11 @@ int main(void) {
   text_fixture("open-clip-text", TEXT_FAMILY_OPEN_CLIP, "cond_stage_model.model.",
                FIX "open_clip_text.safetensors", FIX "open_clip_text-io.safetensors");
 
+  vae_fixture("diffusers-vae", FIX "diffusers_vae.safetensors", FIX "diffusers_vae-io.safetensors");
+
   printf("broken checkpoints:\n");
+  broken_files("diffusers-vae", FIX "diffusers_vae.safetensors",
+               "decoder.up_blocks.1.resnets.0.conv1.weight", load_vae, NULL);
   unet_loader ld = {dc, UNET_FAMILY_DIFFUSERS}, lv = {vc, UNET_FAMILY_VC2};
   broken_files("diffusers-unet3d", FIX "diffusers_unet3d.safetensors",
                "down_blocks.0.temp_convs.0.conv3.3.weight", load_unet, &ld);

@@ -5,7 +5,8 @@
  *     samples are independent (the gradient of sample b lives in sample b's frames only);
  *  3. a checkpoint round trips (same scores after reward_model_load, frozen: no gradient
  *     block), and the clip checkpoint's text tower loads with text_encoder_load;
- *  4. wrong frame counts and over-long captions are refused with a message. */
+ *  4. wrong frame counts and over-long captions are refused with a message;
+ *  5. scoring without a gradient records no tape and holds fewer bytes than with one. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,21 @@ static void check_gradient(reward_kind kind, int F) {
       for (int o = 0; o < B; o++)
         if (o != b) CHECKF(sp[o] == sm[o], "%s: sample %d moved with sample %d's pixel", reward_kind_name(kind), o, b);
     }
+  /* scoring without a gradient runs without a tape: no activation kept for a backward, no
+   * gradient memory (a fresh context for each, so the peaks compare the two passes) */
+  {
+    nn_ctx *cg = nn_ctx_new(), *cn = nn_ctx_new();
+    float s_g[3], s_n[3];
+    CHECK(reward_score(&m, cg, x, B, F, k_texts, s_g, g) == TB_OK);
+    CHECK(reward_score(&m, cn, x, B, F, k_texts, s_n, NULL) == TB_OK);
+    CHECKF(!nn_ctx_grad_enabled(cn), "%s: a score without gradient recorded a tape", reward_kind_name(kind));
+    CHECKF(memcmp(s_g, s_n, sizeof s_g) == 0, "%s: scores differ with and without the gradient", reward_kind_name(kind));
+    size_t bg = nn_ctx_bytes(cg), bn = nn_ctx_bytes(cn);
+    printf("%-8s activation bytes with gradient %zu, without %zu\n", reward_kind_name(kind), bg, bn);
+    CHECKF(bn < bg, "%s: the no-gradient pass holds %zu bytes, the gradient pass %zu", reward_kind_name(kind), bn, bg);
+    nn_ctx_free(cg);
+    nn_ctx_free(cn);
+  }
   printf("%-8s F=%d: scores %.4f %.4f %.4f, %d pixels, max rel err %.2e\n", reward_kind_name(kind), F,
          s[0], s[1], s[2], checked, maxerr);
   CHECKF(bad == 0, "%s: %d gradient mismatches", reward_kind_name(kind), bad);

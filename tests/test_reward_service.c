@@ -6,7 +6,8 @@
  *     is not UTF-8 or too long, bad token ids, no caption, the wrong model) each get an error
  *     reply naming the problem, and the service keeps serving (bf16 frames and token ids are
  *     fine);
- *  3. the service killed with SIGKILL in the middle of a request: the client gets a clear
+ *  3. the --threads count reaches the worker thread (each reply says what its ops ran with);
+ *  4. the service killed with SIGKILL in the middle of a request: the client gets a clear
  *     error when nothing comes back, or the answer from a service restarted meanwhile. */
 #include <errno.h>
 #include <math.h>
@@ -59,8 +60,9 @@ static void make_model(reward_kind k, const char *path, reward_model *m) {
   text_vocab_free(&v);
 }
 
-/* Starts bin/reward; env "K=V" pairs (or NULL) are set in the child. */
-static pid_t start_service(const char *model, const char *ckpt, const char *ep, const char *env) {
+/* Starts bin/reward with --threads `threads`; env "K=V" pairs (or NULL) are set in the child. */
+static pid_t start_service_threads(const char *model, const char *ckpt, const char *ep,
+                                   const char *env, const char *threads) {
   fflush(NULL);
   pid_t pid = fork();
   TB_CHECK(pid >= 0);
@@ -76,12 +78,15 @@ static pid_t start_service(const char *model, const char *ckpt, const char *ep, 
     snprintf(log, sizeof log, "%s/service-%s.log", test_outdir(), model);
     FILE *f = freopen(log, "a", stderr);
     (void)f;
-    execl(g_bin, g_bin, "--model", model, "--checkpoint", ckpt, "--endpoint", ep, "--threads", "1",
-          (char *)NULL);
+    execl(g_bin, g_bin, "--model", model, "--checkpoint", ckpt, "--endpoint", ep, "--threads",
+          threads, (char *)NULL);
     _exit(127);
   }
   CHECKF(client_wait_ready(ep, 20.0, NULL) == TB_OK, "bin/reward did not come up: %s", err_get());
   return pid;
+}
+static pid_t start_service(const char *model, const char *ckpt, const char *ep, const char *env) {
+  return start_service_threads(model, ckpt, ep, env, "1");
 }
 
 static void stop_service(pid_t pid) {
@@ -121,11 +126,14 @@ static msg *build(const request *r, const char *model) {
   return m;
 }
 
+static int64_t g_reply_threads; /* the last reply's op threads (0: none reported) */
+
 /* One call; returns the scores (and grad) or TB_ERR with err_get(). */
 static int call(client *c, const request *r, float *score, float *grad) {
   msg *req = build(r, NULL), *rep = NULL;
   int rc = client_call(c, req, &rep);
   if (rc == TB_OK) {
+    g_reply_threads = msg_int_or(rep, "threads", 0);
     const tensor *s = msg_tensor_get(rep, "reward"), *g = msg_tensor_get(rep, "grad");
     TB_CHECK(s && s->shape[0] == r->B);
     memcpy(score, s->data, sizeof(float) * (size_t)r->B);
@@ -327,6 +335,32 @@ static void check_kill(const char *ckpt, const char *ep) {
   free(g);
 }
 
+/* The --threads count reaches the worker thread that runs the model: each service reports the
+ * OpenMP count its ops ran with, and a fresh thread's default (all cores) differs from 1 or 2
+ * on any machine. */
+static void check_threads(const char *ckpt, const char *ep) {
+  request r = {.B = 1, .T = 2, .dtype = DTYPE_F32};
+  int64_t n = 2 * 3 * SIZE * SIZE;
+  r.frames = xmalloc(sizeof(float) * n);
+  test_fill_uniform(r.frames, n, 9, 0, 1);
+  r.texts[0] = "a red circle";
+  for (int want = 1; want <= 2; want++) {
+    char th[8];
+    snprintf(th, sizeof th, "%d", want);
+    pid_t pid = start_service_threads("clip", ckpt, ep, NULL, th);
+    client *c = client_new(ep, NULL);
+    float s[1];
+    g_reply_threads = 0;
+    CHECKF(call(c, &r, s, NULL) == TB_OK, "--threads %d: %s", want, err_get());
+    CHECKF(g_reply_threads == want, "bin/reward --threads %d: the worker ran its ops with %lld threads",
+           want, (long long)g_reply_threads);
+    printf("--threads %d: the worker's ops ran with %lld threads\n", want, (long long)g_reply_threads);
+    client_free(c);
+    stop_service(pid);
+  }
+  free(r.frames);
+}
+
 int main(void) {
   test_begin("test_reward_service");
   const char *bin = getenv("BIN");
@@ -351,6 +385,7 @@ int main(void) {
   check_malformed(ep_clip, ep_video);
   stop_service(pc);
   stop_service(pv);
+  check_threads(clip, ep_clip);
   check_kill(clip, ep_clip);
   reward_model_free(&mc);
   reward_model_free(&mv);

@@ -207,6 +207,11 @@ static void test_rejections(void) {
   msg_set_str(m, "tag", s);
   EXPECT_REJECT(m, "echo v1: field 'tag' is 299 bytes, at most 256", MSG_ERR_BAD_REQUEST);
   msg_free(m);
+  /* strings must be UTF-8 (a peer's Latin-1 or random bytes are refused, naming the byte) */
+  m = msg_new("echo", 1, 1);
+  msg_set_str(m, "tag", "caf\xe9 au lait");
+  EXPECT_REJECT(m, "echo v1: field 'tag' is not valid UTF-8 (byte 3)", MSG_ERR_BAD_REQUEST);
+  msg_free(m);
   /* tensors: missing, extra, dtype, rank, fixed dim, disagreeing named dims, dim bounds */
   m = teacher_step(D0, 0, 2);
   EXPECT_REJECT(m, "required tensor 'text_emb' (F32,BF16 (B, L, D)) is missing",

@@ -14,6 +14,8 @@ extern const ops_backend ops_cpu_ref_table;
 extern const ops_backend ops_cpu_fast_table;
 /* Threads the fast backend uses (set through its set_num_threads entry). */
 int cpu_fast_threads(void);
+/* omp_get_max_threads() of the calling thread (1 without OpenMP). */
+int cpu_fast_threads_here(void);
 
 void cpu_softmax_row(float *out, const float *inp, int C);
 void cpu_softmax_row_bwd(float *dinp, const float *dout, const float *out, int C);

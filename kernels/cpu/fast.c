@@ -66,6 +66,14 @@ int cpu_fast_threads(void) {
 #endif
 }
 
+int cpu_fast_threads_here(void) {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
 static void fast_set_num_threads(int n) {
 #ifdef _OPENMP
   if (n <= 0) n = omp_get_num_procs();
@@ -647,14 +655,28 @@ static void fast_conv3d_bwd(float *dinp, float *dweight, float *dbias, const flo
 
 #define EW_PAR _Pragma("omp parallel for simd schedule(static) if (n > 32768)")
 
+/* c ? a : b as a bit select on an all-ones or all-zeros mask: no branch. gcc keeps a float
+ * ternary as control flow under the default -ftrapping-math (it will not if-convert a
+ * comparison that may trap), and the loop around it is then not vectorised; the mask form
+ * gives the same value for every input, NaN included, and vectorises under default flags. */
+static inline float fsel(int c, float a, float b) {
+  int32_t m = -(int32_t)(c != 0), ia, ib, r;
+  float f;
+  memcpy(&ia, &a, sizeof ia);
+  memcpy(&ib, &b, sizeof ib);
+  r = (ia & m) | (ib & ~m);
+  memcpy(&f, &r, sizeof f);
+  return f;
+}
+
 /* exp(x) in float without branches, so that the loops below vectorise: x clamped to [-87, 88]
  * (the result stays a normal float), x = r ln2 + f with r = round(x log2 e) and f reduced in two
  * parts (Cody-Waite, exact for |r| <= 127), e^f by its degree-7 Taylor polynomial on
  * |f| <= ln2/2, then r added to the exponent bits. Measured relative error over [-87, 88]
  * (steps of 1e-4, against exp in double): at most 9.9e-8. */
 static inline float vexpf(float x) {
-  x = x > -87.0f ? x : -87.0f; /* NaN becomes -87 here; callers' other factors keep it NaN */
-  x = x < 88.0f ? x : 88.0f;
+  x = fsel(x > -87.0f, x, -87.0f); /* NaN becomes -87 here; callers' other factors keep it NaN */
+  x = fsel(x < 88.0f, x, 88.0f);
   float r = (x * 1.4426950408889634f + 12582912.0f) - 12582912.0f; /* round to nearest */
   float f = (x - r * 0.693145752f) - r * 1.42860677e-6f;
   union {
@@ -669,11 +691,11 @@ static inline float vexpf(float x) {
  * Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7 in exact arithmetic); measured in
  * float over [-6, 6] against erf in double: at most 5.3e-7, near 0 where 1 - p e cancels. */
 static inline float verf_given_exp(float z, float e) {
-  float a = z < 0.0f ? -z : z, t = 1.0f / (1.0f + 0.3275911f * a);
+  float a = fabsf(z), t = 1.0f / (1.0f + 0.3275911f * a);
   float p = t * (0.254829592f +
                  t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
   float y = 1.0f - p * e;
-  return z < 0.0f ? -y : y;
+  return fsel(z < 0.0f, -y, y);
 }
 
 /* ---- normalisation -----------------------------------------------------------------------------

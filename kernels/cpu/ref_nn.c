@@ -789,3 +789,76 @@ const ops_backend ops_cpu_ref_table = {
 #include "kernels/ops_list.h"
 #undef OP
 };
+
+/* ---- the frame VAE: asymmetric padding, clamp, posterior draw, KL, L1 ---------------------- */
+
+void ref_pad2d_fwd(float *out, const float *inp, int N, int C, int H, int W, int top, int bottom,
+                   int left, int right) {
+  int Ho = H + top + bottom, Wo = W + left + right;
+  for (int64_t nc = 0; nc < (int64_t)N * C; nc++) {
+    float *o = out + nc * Ho * Wo;
+    const float *x = inp + nc * H * W;
+    for (int y = 0; y < Ho; y++)
+      for (int xo = 0; xo < Wo; xo++) {
+        int yi = y - top, xi = xo - left;
+        o[(size_t)y * Wo + xo] = (yi >= 0 && yi < H && xi >= 0 && xi < W) ? x[(size_t)yi * W + xi] : 0.0f;
+      }
+  }
+}
+void ref_pad2d_bwd(float *dinp, const float *dout, int N, int C, int H, int W, int top,
+                   int bottom, int left, int right) {
+  if (!dinp) return;
+  int Ho = H + top + bottom, Wo = W + left + right;
+  for (int64_t nc = 0; nc < (int64_t)N * C; nc++)
+    for (int y = 0; y < H; y++)
+      for (int x = 0; x < W; x++)
+        dinp[(nc * H + y) * W + x] += dout[(nc * Ho + y + top) * Wo + x + left];
+}
+void ref_clamp_fwd(float *out, const float *inp, float lo, float hi, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = inp[i] < lo ? lo : inp[i] > hi ? hi : inp[i];
+}
+void ref_clamp_bwd(float *dinp, const float *dout, const float *inp, float lo, float hi,
+                   int64_t n) {
+  if (!dinp) return;
+  for (int64_t i = 0; i < n; i++)
+    if (inp[i] >= lo && inp[i] <= hi) dinp[i] += dout[i];
+}
+void ref_gauss_sample_fwd(float *z, const float *mean, const float *logvar, const float *noise,
+                          int64_t n) {
+  for (int64_t i = 0; i < n; i++) z[i] = mean[i] + expf(0.5f * logvar[i]) * noise[i];
+}
+void ref_gauss_sample_bwd(float *dmean, float *dlogvar, const float *dz, const float *logvar,
+                          const float *noise, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    if (dmean) dmean[i] += dz[i];
+    if (dlogvar) dlogvar[i] += dz[i] * noise[i] * 0.5f * expf(0.5f * logvar[i]);
+  }
+}
+void ref_kl_gauss_fwd(float *loss, const float *mean, const float *logvar, int64_t n) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; i++)
+    s += 0.5 * ((double)mean[i] * mean[i] + exp((double)logvar[i]) - 1.0 - logvar[i]);
+  *loss = (float)(n > 0 ? s / (double)n : 0.0);
+}
+void ref_kl_gauss_bwd(float *dmean, float *dlogvar, float dloss, const float *mean,
+                      const float *logvar, int64_t n) {
+  double k = n > 0 ? dloss / (double)n : 0.0;
+  for (int64_t i = 0; i < n; i++) {
+    if (dmean) dmean[i] += (float)(k * mean[i]);
+    if (dlogvar) dlogvar[i] += (float)(k * 0.5 * (exp((double)logvar[i]) - 1.0));
+  }
+}
+void ref_l1_fwd(float *loss, const float *pred, const float *target, int64_t n) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; i++) s += fabs((double)pred[i] - target[i]);
+  *loss = (float)(n > 0 ? s / (double)n : 0.0);
+}
+void ref_l1_bwd(float *dpred, float *dtarget, float dloss, const float *pred, const float *target,
+                int64_t n) {
+  float k = n > 0 ? (float)(dloss / (double)n) : 0.0f;
+  for (int64_t i = 0; i < n; i++) {
+    float d = pred[i] - target[i], g = d > 0 ? k : d < 0 ? -k : 0.0f;
+    if (dpred) dpred[i] += g;
+    if (dtarget) dtarget[i] -= g;
+  }
+}

@@ -407,7 +407,7 @@ extern "C" void cu_cond_drop_bwd(float *dinp, float *dnull, const float *dout, c
 
 #define RED_BLOCKS 512 /* partials; fixed so the summation order never changes */
 
-enum { RED_MSE, RED_HUBER, RED_SUMSQ };
+enum { RED_MSE, RED_HUBER, RED_SUMSQ, RED_L1, RED_KL };
 
 static __global__ void reduce_partial_k(double *part, const float *x, const float *y, int64_t n,
                                         int kind, float c) {
@@ -417,6 +417,10 @@ static __global__ void reduce_partial_k(double *part, const float *x, const floa
        i += (int64_t)gridDim.x * blockDim.x) {
     if (kind == RED_SUMSQ) {
       s += (double)x[i] * x[i];
+    } else if (kind == RED_L1) {
+      s += fabs((double)x[i] - y[i]);
+    } else if (kind == RED_KL) { /* x: mean, y: logvar */
+      s += 0.5 * ((double)x[i] * x[i] + exp((double)y[i]) - 1.0 - y[i]);
     } else {
       double d = (double)x[i] - y[i];
       s += kind == RED_MSE ? d * d : sqrt(d * d + (double)c * c) - c;
@@ -754,4 +758,104 @@ extern "C" void cu_masked_mse_bwd(float *dp, float dloss, const float *p, const 
                                   const float *val, int64_t R, int N) {
   if (!dp || R <= 0) return;
   LAUNCH(masked_mse_bwd_k, R, dp, 2.0 * dloss / (double)R, p, idx, val, R, N);
+}
+
+/* ---- the frame VAE: asymmetric padding, clamp, posterior draw, KL, L1 ------------------------ */
+
+static __global__ void pad2d_k(float *out, const float *inp, int H, int W, int top, int left,
+                               int Ho, int Wo, int64_t n) {
+  CU_FOR(o, n) {
+    int64_t nc = o / ((int64_t)Ho * Wo);
+    int r = (int)(o - nc * Ho * Wo), y = r / Wo - top, x = r % Wo - left;
+    out[o] = (y >= 0 && y < H && x >= 0 && x < W) ? inp[(nc * H + y) * W + x] : 0.0f;
+  }
+}
+static __global__ void pad2d_bwd_k(float *dinp, const float *dout, int H, int W, int top,
+                                   int left, int Ho, int Wo, int64_t n) {
+  CU_FOR(i, n) {
+    int64_t nc = i / ((int64_t)H * W);
+    int r = (int)(i - nc * H * W), y = r / W, x = r % W;
+    dinp[i] += dout[(nc * Ho + y + top) * Wo + x + left];
+  }
+}
+extern "C" void cu_pad2d_fwd(float *out, const float *inp, int N, int C, int H, int W, int top,
+                             int bottom, int left, int right) {
+  int Ho = H + top + bottom, Wo = W + left + right;
+  int64_t n = (int64_t)N * C * Ho * Wo;
+  LAUNCH(pad2d_k, n, out, inp, H, W, top, left, Ho, Wo, n);
+}
+extern "C" void cu_pad2d_bwd(float *dinp, const float *dout, int N, int C, int H, int W, int top,
+                             int bottom, int left, int right) {
+  if (!dinp) return;
+  int Ho = H + top + bottom, Wo = W + left + right;
+  int64_t n = (int64_t)N * C * H * W;
+  LAUNCH(pad2d_bwd_k, n, dinp, dout, H, W, top, left, Ho, Wo, n);
+}
+
+static __global__ void clamp_k(float *out, const float *inp, float lo, float hi, int64_t n) {
+  CU_FOR(i, n) out[i] = inp[i] < lo ? lo : inp[i] > hi ? hi : inp[i];
+}
+static __global__ void clamp_bwd_k(float *dinp, const float *dout, const float *inp, float lo,
+                                   float hi, int64_t n) {
+  CU_FOR(i, n) if (inp[i] >= lo && inp[i] <= hi) dinp[i] += dout[i];
+}
+extern "C" void cu_clamp_fwd(float *out, const float *inp, float lo, float hi, int64_t n) {
+  LAUNCH(clamp_k, n, out, inp, lo, hi, n);
+}
+extern "C" void cu_clamp_bwd(float *dinp, const float *dout, const float *inp, float lo, float hi,
+                             int64_t n) {
+  if (dinp) LAUNCH(clamp_bwd_k, n, dinp, dout, inp, lo, hi, n);
+}
+
+static __global__ void gauss_k(float *z, const float *mean, const float *logvar,
+                               const float *noise, int64_t n) {
+  CU_FOR(i, n) z[i] = mean[i] + expf(0.5f * logvar[i]) * noise[i];
+}
+static __global__ void gauss_bwd_k(float *dmean, float *dlogvar, const float *dz,
+                                   const float *logvar, const float *noise, int64_t n) {
+  CU_FOR(i, n) {
+    if (dmean) dmean[i] += dz[i];
+    if (dlogvar) dlogvar[i] += dz[i] * noise[i] * 0.5f * expf(0.5f * logvar[i]);
+  }
+}
+extern "C" void cu_gauss_sample_fwd(float *z, const float *mean, const float *logvar,
+                                    const float *noise, int64_t n) {
+  LAUNCH(gauss_k, n, z, mean, logvar, noise, n);
+}
+extern "C" void cu_gauss_sample_bwd(float *dmean, float *dlogvar, const float *dz,
+                                    const float *logvar, const float *noise, int64_t n) {
+  if (dmean || dlogvar) LAUNCH(gauss_bwd_k, n, dmean, dlogvar, dz, logvar, noise, n);
+}
+
+extern "C" void cu_kl_gauss_fwd(float *loss, const float *mean, const float *logvar, int64_t n) {
+  reduce_scalar(loss, mean, logvar, n, RED_KL, 0.0f, n > 0 ? 1.0 / (double)n : 0.0);
+}
+static __global__ void kl_bwd_k(float *dmean, float *dlogvar, double k, const float *mean,
+                                const float *logvar, int64_t n) {
+  CU_FOR(i, n) {
+    if (dmean) dmean[i] += (float)(k * mean[i]);
+    if (dlogvar) dlogvar[i] += (float)(k * 0.5 * (exp((double)logvar[i]) - 1.0));
+  }
+}
+extern "C" void cu_kl_gauss_bwd(float *dmean, float *dlogvar, float dloss, const float *mean,
+                                const float *logvar, int64_t n) {
+  if (!dmean && !dlogvar) return;
+  LAUNCH(kl_bwd_k, n, dmean, dlogvar, n > 0 ? dloss / (double)n : 0.0, mean, logvar, n);
+}
+
+extern "C" void cu_l1_fwd(float *loss, const float *pred, const float *target, int64_t n) {
+  reduce_scalar(loss, pred, target, n, RED_L1, 0.0f, n > 0 ? 1.0 / (double)n : 0.0);
+}
+static __global__ void l1_bwd_k(float *dpred, float *dtarget, float k, const float *pred,
+                                const float *target, int64_t n) {
+  CU_FOR(i, n) {
+    float d = pred[i] - target[i], g = d > 0 ? k : d < 0 ? -k : 0.0f;
+    if (dpred) dpred[i] += g;
+    if (dtarget) dtarget[i] -= g;
+  }
+}
+extern "C" void cu_l1_bwd(float *dpred, float *dtarget, float dloss, const float *pred,
+                          const float *target, int64_t n) {
+  if (!dpred && !dtarget) return;
+  LAUNCH(l1_bwd_k, n, dpred, dtarget, n > 0 ? (float)(dloss / (double)n) : 0.0f, pred, target, n);
 }

@@ -119,6 +119,12 @@ typedef enum {
   NOP_HUBER,
   NOP_CKPT,
   NOP_QGELU,
+  NOP_PAD2D,
+  NOP_SLICE,
+  NOP_CLAMP,
+  NOP_GAUSS,
+  NOP_KL,
+  NOP_L1,
 } nop_kind;
 
 typedef struct {
@@ -782,6 +788,109 @@ nn_var nn_huber(nn_ctx *c, nn_var pred, nn_var target, float hc) {
   return loss_node(c, NOP_HUBER, pred, target, hc);
 }
 
+/* ---- the frame VAE's ops: asymmetric padding, channel slices, clamp, posterior draw, KL, L1 --
+ * Each builder is followed by its backward, which backward_node calls. */
+
+nn_var nn_pad2d(nn_ctx *c, nn_var x, int64_t N, int64_t C, int64_t H, int64_t W, int top,
+                int bottom, int left, int right) {
+  TB_CHECKF(N_(x) == N * C * H * W && top >= 0 && bottom >= 0 && left >= 0 && right >= 0,
+            "pad2d: shapes");
+  nn_var y = var_new(c, N * C * (H + top + bottom) * (W + left + right), c->v[x].rg);
+  op_pad2d_fwd(D(y), D(x), dim32(N), dim32(C), dim32(H), dim32(W), top, bottom, left, right);
+  node_t *d = node_new(c, NOP_PAD2D, y);
+  d->in[0] = x;
+  d->i[0] = N, d->i[1] = C, d->i[2] = H, d->i[3] = W;
+  d->i[4] = top, d->i[5] = bottom, d->i[6] = left, d->i[7] = right;
+  return y;
+}
+static void pad2d_bwd(nn_ctx *c, const node_t *d, const float *dy) {
+  const int64_t *I = d->i;
+  op_pad2d_bwd(gbuf(c, d->in[0]), dy, (int)I[0], (int)I[1], (int)I[2], (int)I[3], (int)I[4],
+               (int)I[5], (int)I[6], (int)I[7]);
+}
+
+/* A channel slice is a crop of x seen as N images of C rows by S columns: the forward is the
+ * padding's backward into a zeroed output, the backward pads dy into scratch and adds it. */
+nn_var nn_chan_slice(nn_ctx *c, nn_var x, int64_t N, int64_t C, int64_t S, int64_t c0,
+                     int64_t k) {
+  TB_CHECKF(N_(x) == N * C * S && c0 >= 0 && k >= 1 && c0 + k <= C, "chan_slice: shapes");
+  nn_var y = var_new(c, N * k * S, c->v[x].rg);
+  dzero(D(y), N * k * S);
+  op_pad2d_bwd(D(y), D(x), dim32(N), 1, dim32(k), dim32(S), dim32(c0), dim32(C - c0 - k), 0, 0);
+  node_t *d = node_new(c, NOP_SLICE, y);
+  d->in[0] = x;
+  d->i[0] = N, d->i[1] = C, d->i[2] = S, d->i[3] = c0, d->i[4] = k;
+  return y;
+}
+static void chan_slice_bwd(nn_ctx *c, const node_t *d, const float *dy) {
+  float *dx = gbuf(c, d->in[0]);
+  if (!dx) return;
+  int64_t N = d->i[0], C = d->i[1], S = d->i[2], c0 = d->i[3], k = d->i[4];
+  float *full = nn_scratch(c, (size_t)(N * C * S));
+  op_pad2d_fwd(full, dy, dim32(N), 1, dim32(k), dim32(S), dim32(c0), dim32(C - c0 - k), 0, 0);
+  op_axpy(dx, 1.0f, full, N * C * S);
+}
+
+nn_var nn_clamp(nn_ctx *c, nn_var x, float lo, float hi) {
+  nn_var y = var_new(c, N_(x), c->v[x].rg);
+  op_clamp_fwd(D(y), D(x), lo, hi, N_(x));
+  node_t *d = node_new(c, NOP_CLAMP, y);
+  d->in[0] = x;
+  d->f[0] = lo, d->f[1] = hi;
+  return y;
+}
+static void clamp_bwd(nn_ctx *c, const node_t *d, const float *dy) {
+  op_clamp_bwd(gbuf(c, d->in[0]), dy, D(d->in[0]), d->f[0], d->f[1], N_(d->out));
+}
+
+nn_var nn_gauss_sample(nn_ctx *c, nn_var mean, nn_var logvar, const float *noise) {
+  TB_CHECKF(N_(mean) == N_(logvar), "gauss_sample: mean has %lld values, logvar %lld",
+            (long long)N_(mean), (long long)N_(logvar));
+  int64_t n = N_(mean);
+  nn_var y = var_new(c, n, rg_any(c, mean, logvar, -1));
+  node_t *d = node_new(c, NOP_GAUSS, y);
+  d->sv[0] = saved_alloc(c, (size_t)n * sizeof(float)); /* the noise (n) */
+  device_memcpy_h2d(d->sv[0], noise, (size_t)n * sizeof(float));
+  op_gauss_sample_fwd(D(y), D(mean), D(logvar), d->sv[0], n);
+  d->in[0] = mean, d->in[1] = logvar;
+  return y;
+}
+static void gauss_sample_bwd(nn_ctx *c, const node_t *d, const float *dy) {
+  op_gauss_sample_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), dy, D(d->in[1]), d->sv[0],
+                      N_(d->out));
+}
+
+nn_var nn_kl_gauss(nn_ctx *c, nn_var mean, nn_var logvar) {
+  TB_CHECKF(N_(mean) == N_(logvar), "kl_gauss: mean has %lld values, logvar %lld",
+            (long long)N_(mean), (long long)N_(logvar));
+  nn_var y = var_new(c, 1, rg_any(c, mean, logvar, -1));
+  op_kl_gauss_fwd(D(y), D(mean), D(logvar), N_(mean));
+  node_t *d = node_new(c, NOP_KL, y);
+  d->in[0] = mean, d->in[1] = logvar;
+  return y;
+}
+static void kl_gauss_bwd(nn_ctx *c, const node_t *d, const float *dy) {
+  float dl; /* the scalar's incoming gradient, read back from the device */
+  device_memcpy_d2h(&dl, dy, sizeof dl);
+  op_kl_gauss_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), dl, D(d->in[0]), D(d->in[1]),
+                  N_(d->in[0]));
+}
+
+nn_var nn_l1(nn_ctx *c, nn_var pred, nn_var target) {
+  TB_CHECKF(N_(pred) == N_(target), "l1: pred has %lld values, target %lld",
+            (long long)N_(pred), (long long)N_(target));
+  nn_var y = var_new(c, 1, rg_any(c, pred, target, -1));
+  op_l1_fwd(D(y), D(pred), D(target), N_(pred));
+  node_t *d = node_new(c, NOP_L1, y);
+  d->in[0] = pred, d->in[1] = target;
+  return y;
+}
+static void l1_bwd(nn_ctx *c, const node_t *d, const float *dy) {
+  float dl;
+  device_memcpy_d2h(&dl, dy, sizeof dl);
+  op_l1_bwd(gbuf(c, d->in[0]), gbuf(c, d->in[1]), dl, D(d->in[0]), D(d->in[1]), N_(d->in[0]));
+}
+
 /* Embeddings of per-sample scalars (host arrays): uploaded as a leaf, embedded on the device. */
 static nn_var embed(nn_ctx *c, const float *x, int64_t N, int dim, int guidance) {
   nn_var s = nn_input(c, x, N, 0);
@@ -979,6 +1088,24 @@ static void backward_node(nn_ctx *c, node_t *d) {
     break;
   case NOP_XENT:
     xent_bwd(c, d, dy);
+    break;
+  case NOP_PAD2D:
+    pad2d_bwd(c, d, dy);
+    break;
+  case NOP_SLICE:
+    chan_slice_bwd(c, d, dy);
+    break;
+  case NOP_CLAMP:
+    clamp_bwd(c, d, dy);
+    break;
+  case NOP_GAUSS:
+    gauss_sample_bwd(c, d, dy);
+    break;
+  case NOP_KL:
+    kl_gauss_bwd(c, d, dy);
+    break;
+  case NOP_L1:
+    l1_bwd(c, d, dy);
     break;
   case NOP_MSE:
   case NOP_HUBER: {

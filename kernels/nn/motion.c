@@ -225,3 +225,163 @@ int motion_ref_extract(unet *u, nn_ctx *c, int n, const char *const *layers, int
 float motion_factor(float abar_t, int tt_factor) {
   return tt_factor ? sqrtf(1.0f - sqrtf(abar_t)) : sqrtf(1.0f - abar_t);
 }
+
+/* ---- the guided solver step ------------------------------------------------------------- */
+
+int motion_guide_first_index(const diff_schedule *s, float tau) {
+  double f = (1.0 - (double)tau) * s->n_ddim;
+  int n0 = (int)ceil(f - 1e-9);
+  return n0 < 0 ? 0 : n0;
+}
+
+int motion_guide_active(const diff_schedule *s, const motion_guide *g, int n) {
+  return g && g->m != 0.0f && g->tau > 0.0f && n >= motion_guide_first_index(s, g->tau) &&
+         n < s->n_ddim;
+}
+
+/* The term on the samples with active[b], each at DDPM timestep t[b]. */
+static int guide_core(unet *u, nn_ctx *c, const diff_schedule *s, const motion_guide *g, int B,
+                      int T, int H, int W, int L, const float *z, const int *t,
+                      const uint8_t *active, const float *ctx, float *eps, float *dEdz, float *E) {
+  int64_t n = (int64_t)T * u->cfg.in_ch * H * W, nc = (int64_t)L * u->cfg.text_dim;
+  if (g->ref && g->ref->B != B)
+    return err_set("motion guidance: a reference of %d samples for a batch of %d", g->ref->B, B);
+  float *score = dEdz ? NULL : xmalloc((size_t)n * sizeof(float));
+  int rc = TB_OK;
+  for (int b = 0; b < B && rc == TB_OK; b++) {
+    float *sb = dEdz ? dEdz + b * n : score;
+    if (E) E[b] = 0.0f;
+    if (!active[b]) {
+      if (dEdz) memset(sb, 0, (size_t)n * sizeof(float));
+      continue;
+    }
+    if (!g->ref) {
+      rc = err_set("motion guidance: m = %g without a reference", (double)g->m);
+      break;
+    }
+    motion_ref rb;
+    if (motion_ref_take(&rb, g->ref, b) != TB_OK) {
+      rc = TB_ERR;
+      break;
+    }
+    float tf = (float)t[b], Eb = 0.0f;
+    rc = motion_score(u, c, &rb, g->scale, 1, T, H, W, L, z + b * n, &tf, NULL, NULL,
+                      ctx + b * nc, NULL, sb, &Eb);
+    motion_ref_free(&rb);
+    if (rc != TB_OK) break;
+    if (E) E[b] = Eb;
+    float k = g->m * motion_factor((float)s->abar[t[b]], g->tt_factor);
+    float *eb = eps + b * n;
+    for (int64_t i = 0; i < n; i++) eb[i] -= k * sb[i];
+  }
+  free(score);
+  nn_ctx_reset(c);
+  return rc;
+}
+
+int motion_guide_eps(unet *u, nn_ctx *c, const diff_schedule *s, const motion_guide *g, int B,
+                     int T, int H, int W, int L, const float *z, const int *idx, const float *ctx,
+                     float *eps, float *dEdz, float *E) {
+  int *t = xmalloc((size_t)B * sizeof(int));
+  uint8_t *act = xmalloc((size_t)B);
+  for (int b = 0; b < B; b++) {
+    act[b] = (uint8_t)motion_guide_active(s, g, idx[b]);
+    t[b] = diff_index_valid(s, idx[b]) ? s->ddim_t[idx[b]] : 0;
+  }
+  int rc = guide_core(u, c, s, g, B, T, H, W, L, z, t, act, ctx, eps, dEdz, E);
+  free(t), free(act);
+  return rc;
+}
+
+int motion_guide_eps_t(unet *u, nn_ctx *c, const diff_schedule *s, const motion_guide *g, int B,
+                       int T, int H, int W, int L, const float *z, const int *t, const float *ctx,
+                       float *eps, float *dEdz, float *E) {
+  uint8_t *act = xmalloc((size_t)B);
+  int first = motion_guide_first_index(s, g->tau);
+  int t0 = first < s->n_ddim ? s->ddim_t[first] : s->T;
+  for (int b = 0; b < B; b++) {
+    if (t[b] < 0 || t[b] >= s->T) {
+      free(act);
+      return err_set("motion guidance: timestep %d outside [0, %d)", t[b], s->T);
+    }
+    act[b] = (uint8_t)(g->m != 0.0f && g->tau > 0.0f && t[b] >= t0);
+  }
+  int rc = guide_core(u, c, s, g, B, T, H, W, L, z, t, act, ctx, eps, dEdz, E);
+  free(act);
+  return rc;
+}
+
+void motion_guide_apply_score(const diff_schedule *s, const motion_guide *g, int B, int64_t n,
+                              const int *idx, const float *score, float *eps) {
+  for (int b = 0; b < B; b++) {
+    if (!motion_guide_active(s, g, idx[b])) continue;
+    float k = g->m * motion_factor((float)s->abar[s->ddim_t[idx[b]]], g->tt_factor);
+    for (int64_t i = 0; i < n; i++) eps[b * n + i] -= k * score[b * n + i];
+  }
+}
+
+/* ---- the per-clip precompute ------------------------------------------------------------- */
+
+/* eps = unet(z, t, ctx) for one sample, no gradient, into host out. */
+static void forward_nograd(unet *u, nn_ctx *c, int T, int H, int W, int L, const float *z, int t,
+                           const float *ctx, float *out) {
+  nn_ctx_reset(c);
+  nn_ctx_set_grad(c, 0);
+  nn_ctx_keep_attn(c, 0);
+  float tf = (float)t;
+  nn_var zv;
+  nn_var y = unet_pass(u, c, 1, T, H, W, L, z, &tf, NULL, NULL, ctx, 0, &zv);
+  device_memcpy_d2h(out, nn_data(c, y), (size_t)nn_numel(c, y) * sizeof(float));
+  nn_ctx_reset(c);
+  nn_ctx_set_grad(c, 1);
+}
+
+int motion_precompute(unet *u, nn_ctx *c, const diff_schedule *s, int T, int H, int W, int L,
+                      const float *z0, const float *ctx, const float *null_ctx,
+                      const float *noise, int index, int inv_steps, int n,
+                      const char *const *layers, float scale, motion_record *out) {
+  if (!diff_index_valid(s, index))
+    return err_set("motion precompute: solver index %d outside [0, %d)", index, s->n_ddim);
+  if (inv_steps < 1) return err_set("motion precompute: %d inversion steps (>= 1)", inv_steps);
+  if (n < 1) return err_set("motion precompute: no layers to read");
+  int64_t nz = (int64_t)T * u->cfg.in_ch * H * W;
+  int t = s->ddim_t[index];
+  if (inv_steps > t) inv_steps = t; /* a step per timestep at most */
+  out->index = index;
+  out->forwards = 0;
+  memset(&out->ref, 0, sizeof out->ref);
+  /* DDIM inversion on the coarse grid 0 = t_0 < t_1 < ... < t_K = t (ddim_reverse_step's
+   * formula with the previous point t_{k-1}; abar[0] stands for the clean latent) */
+  float *x = xmalloc((size_t)nz * sizeof(float)), *e = xmalloc((size_t)nz * sizeof(float));
+  memcpy(x, z0, (size_t)nz * sizeof(float));
+  int tp = 0;
+  for (int k = 1; k <= inv_steps; k++) {
+    int tk = (int)lround((double)t * k / inv_steps);
+    if (tk <= tp) continue;
+    forward_nograd(u, c, T, H, W, L, x, tk, ctx, e);
+    out->forwards++;
+    double ap = sqrt(s->abar[tp]), sp = sqrt(1.0 - s->abar[tp]);
+    double ak = sqrt(s->abar[tk]), sk = sqrt(1.0 - s->abar[tk]);
+    for (int64_t i = 0; i < nz; i++)
+      x[i] = (float)((x[i] - sp * e[i]) * (ak / ap) + sk * e[i]);
+    tp = tk;
+  }
+  if (out->z_example) memcpy(out->z_example, x, (size_t)nz * sizeof(float));
+  float tf = (float)t;
+  int rc = motion_ref_extract(u, c, n, layers, 1, T, H, W, L, x, &tf, NULL, NULL, ctx, &out->ref);
+  out->forwards++;
+  /* z_t from one noise draw, the unconditional eps, then eps_c and the score in one pass */
+  double a = sqrt(s->abar[t]), sg = sqrt(1.0 - s->abar[t]);
+  for (int64_t i = 0; i < nz; i++) out->z_t[i] = (float)(a * z0[i] + sg * noise[i]);
+  if (rc == TB_OK) {
+    forward_nograd(u, c, T, H, W, L, out->z_t, t, null_ctx, out->eps_u);
+    out->forwards++;
+    rc = motion_score(u, c, &out->ref, scale, 1, T, H, W, L, out->z_t, &tf, NULL, NULL, ctx,
+                      out->eps_c, out->score, &out->E);
+    out->forwards += 3;
+  }
+  nn_ctx_reset(c);
+  free(x), free(e);
+  if (rc != TB_OK) motion_ref_free(&out->ref);
+  return rc;
+}

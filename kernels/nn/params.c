@@ -54,6 +54,13 @@ void nn_params_alloc(nn_params *p) {
   device_memset(p->grad, 0, params_bytes(p));
 }
 
+void nn_params_alloc_frozen(nn_params *p) {
+  TB_CHECK(p->data == NULL);
+  p->data = device_malloc(params_bytes(p));
+  p->grad = NULL;
+  device_memset(p->data, 0, params_bytes(p));
+}
+
 /* A host view of the parameter values: the block itself on the CPU, a copy on a GPU
  * (fetched from the device when `fetch`). Hand it to host_view_done. */
 static float *host_view(const nn_params *p, int fetch) {

@@ -46,7 +46,7 @@ reward_config reward_config_default(reward_kind k) {
   c.text.mlp_mult = 2;
   c.embed = c.text.dim;
   if (k == REWARD_VIDEO) c.frames = 4, c.temporal_levels = 2;
-  if (k == REWARD_QUALITY) c.hidden = 64, c.embed = 0;
+  if (k == REWARD_QUALITY) c.hidden = 64, c.embed = 0, c.stem = 16;
   return c;
 }
 
@@ -58,6 +58,7 @@ int reward_config_check(const reward_config *c) {
     return err_set("reward config: size %d must be a multiple of 2^levels = %d", c->size, 1 << c->levels);
   for (int l = 0; l < c->levels; l++)
     if (c->widths[l] < 1 || c->widths[l] > 4096) return err_set("reward config: width %d of level %d", c->widths[l], l);
+  if (c->stem < 0 || c->stem > 4096) return err_set("reward config: stem width %d", c->stem);
   if (c->kind == REWARD_VIDEO) {
     if (c->frames < 1 || c->frames > 64) return err_set("reward config: video frames %d not in [1, 64]", c->frames);
     if (c->temporal_levels < 0 || c->temporal_levels > c->levels)
@@ -81,9 +82,9 @@ char *reward_config_format(const reward_config *c, char *buf, size_t n) {
   for (int i = 0; i < c->levels; i++)
     l += (size_t)snprintf(wb + l, sizeof wb - l, "%s%d", i ? "," : "", c->widths[i]);
   snprintf(buf, n,
-           "{\"kind\":\"%s\",\"size\":%d,\"frames\":%d,\"levels\":%d,\"widths\":[%s],"
+           "{\"kind\":\"%s\",\"size\":%d,\"frames\":%d,\"stem\":%d,\"levels\":%d,\"widths\":[%s],"
            "\"temporal_levels\":%d,\"hidden\":%d,\"embed\":%d,\"text\":%s}",
-           reward_kind_name(c->kind), c->size, c->frames, c->levels, wb, c->temporal_levels,
+           reward_kind_name(c->kind), c->size, c->frames, c->stem, c->levels, wb, c->temporal_levels,
            c->hidden, c->embed, text_config_format(&c->text, tb, sizeof tb));
   return buf;
 }
@@ -105,7 +106,10 @@ int reward_config_parse(reward_config *c, const char *json) {
   } else {
     reward_kind k;
     rc = reward_kind_parse(kind, &k);
-    if (rc == TB_OK) *c = reward_config_default(k);
+    if (rc == TB_OK) {
+      *c = reward_config_default(k);
+      c->stem = 0; /* a config without "stem" predates it: no stem */
+    }
   }
   for (size_t i = 0; rc == TB_OK && i < v->count; i++) {
     const char *key = v->keys[i];
@@ -114,6 +118,7 @@ int reward_config_parse(reward_config *c, const char *json) {
     if (strcmp(key, "size") == 0) rc = get_small_int(x, key, &c->size);
     else if (strcmp(key, "frames") == 0) rc = get_small_int(x, key, &c->frames);
     else if (strcmp(key, "levels") == 0) rc = get_small_int(x, key, &c->levels);
+    else if (strcmp(key, "stem") == 0) rc = get_small_int(x, key, &c->stem);
     else if (strcmp(key, "temporal_levels") == 0) rc = get_small_int(x, key, &c->temporal_levels);
     else if (strcmp(key, "hidden") == 0) rc = get_small_int(x, key, &c->hidden);
     else if (strcmp(key, "embed") == 0) rc = get_small_int(x, key, &c->embed);
@@ -152,13 +157,24 @@ static reward_lin add_lin(nn_params *p, const char *prefix, const char *name, in
   return r;
 }
 
-int reward_model_create(reward_model *m, const reward_config *cfg, const text_vocab *vocab) {
+/* frozen = 1: the parameters get no gradient block at all (a served model). */
+static int model_build(reward_model *m, const reward_config *cfg, const text_vocab *vocab,
+                       int frozen) {
   memset(m, 0, sizeof *m);
   nn_params_init_empty(&m->params);
   if (reward_config_check(cfg) != TB_OK) return TB_ERR;
   m->cfg = *cfg;
   const char *pre = TOWER_PREFIX[cfg->kind];
   int64_t cin = 3, side = cfg->size;
+  if (cfg->stem > 0) {
+    int64_t sh[4] = {cfg->stem, 3, 3, 3};
+    m->stem = add_lin(&m->params, pre, "stem", 4, sh, 27);
+    if (cfg->kind == REWARD_VIDEO && cfg->temporal_levels > 0) {
+      int64_t st[3] = {cfg->stem, cfg->stem, 3};
+      m->tstem = add_lin(&m->params, pre, "tstem", 3, st, cfg->stem * 3);
+    }
+    cin = cfg->stem;
+  }
   for (int l = 0; l < cfg->levels; l++) {
     char n[32];
     int64_t co = cfg->widths[l], sh[4] = {co, cin, 3, 3};
@@ -184,8 +200,13 @@ int reward_model_create(reward_model *m, const reward_config *cfg, const text_vo
     if (text_tower_register(&m->text, &m->params, "text.", &cfg->text, vocab) != TB_OK) return TB_ERR;
     m->has_text = 1;
   }
-  nn_params_alloc(&m->params);
+  if (frozen) nn_params_alloc_frozen(&m->params);
+  else nn_params_alloc(&m->params);
   return TB_OK;
+}
+
+int reward_model_create(reward_model *m, const reward_config *cfg, const text_vocab *vocab) {
+  return model_build(m, cfg, vocab, 0);
 }
 
 void reward_model_init(reward_model *m, uint64_t seed) { nn_params_init(&m->params, seed, 1); }
@@ -252,12 +273,9 @@ int reward_model_load(reward_model *m, const char *path, int frozen) {
     else rc = text_vocab_parse(&v, vt);
   }
   safetensors_close(f);
-  if (rc == TB_OK) rc = reward_model_create(m, &cfg, &v);
+  if (rc == TB_OK) rc = model_build(m, &cfg, &v, frozen);
   text_vocab_free(&v);
-  if (rc == TB_OK) {
-    if (frozen) nn_params_freeze(&m->params);
-    rc = nn_params_load_registered(&m->params, path);
-  }
+  if (rc == TB_OK) rc = nn_params_load_registered(&m->params, path);
   if (rc != TB_OK) {
     reward_model_free(m);
     return err_wrap("%s: ", path);
@@ -277,6 +295,16 @@ static nn_var conv_levels(reward_model *m, nn_ctx *c, nn_var x, int64_t B, int64
                           int frozen, int64_t *Cout, int64_t *sout) {
   const reward_config *cfg = &m->cfg;
   int64_t N = B * T, C = 3, s = cfg->size;
+  if (cfg->stem > 0) { /* full resolution: fine detail (edges, noise, a 2-pixel step) */
+    x = nn_silu(c, nn_conv2d(c, x, PV(m, c, m->stem.w, frozen), PV(m, c, m->stem.b, frozen), N,
+                             3, s, s, cfg->stem, 3, 1, 1));
+    C = cfg->stem;
+    if (cfg->kind == REWARD_VIDEO && cfg->temporal_levels > 0) {
+      nn_var t = nn_tconv3(c, x, PV(m, c, m->tstem.w, frozen), PV(m, c, m->tstem.b, frozen), B, T,
+                           C, C, s * s);
+      x = nn_add(c, x, nn_silu(c, t));
+    }
+  }
   for (int l = 0; l < cfg->levels; l++) {
     int64_t co = cfg->widths[l];
     x = nn_conv2d(c, x, PV(m, c, m->conv[l].w, frozen), PV(m, c, m->conv[l].b, frozen), N, C, s,

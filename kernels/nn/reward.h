@@ -11,9 +11,11 @@
  * Frames are RGB in [0, 1], (B, F, 3, H, W) with H = W = size: the decoded VAE outputs the
  * student sends.
  *
- * Frame towers: `levels` stride-2 3x3 convolutions with SiLU (no normalisation, so absolute
- * colour and brightness survive: colour names, flicker-like brightness changes), the feature map
- * flattened (positions matter: "to the left of") into a linear head. The video tower adds a
+ * Frame towers: an optional stride-1 3x3 convolution with SiLU at full resolution (the stem;
+ * the video tower follows it with a temporal convolution, so a motion of a pixel or two between
+ * frames is seen before any down-sampling), then `levels` stride-2 3x3 convolutions with SiLU
+ * (no normalisation, so absolute colour and brightness survive: colour names, flicker-like
+ * brightness changes), the feature map flattened (positions matter: "to the left of") into a linear head. The video tower adds a
  * temporal convolution (kernel 3 over frames, residual) after each of its first
  * temporal_levels levels and flattens frames too, so frame order (motion direction) reaches the
  * head.
@@ -52,6 +54,7 @@ typedef struct {
   reward_kind kind;
   int size;             /* H = W of the frames */
   int frames;           /* video: frames per clip; 0 for the image models (any count) */
+  int stem;             /* width of a stride-1 3x3 convolution before the levels (0: none) */
   int levels;           /* stride-2 convolutions: size / 2^levels is the last map's side */
   int widths[REWARD_MAX_LEVELS]; /* channels after each level */
   int temporal_levels;  /* video: levels followed by a temporal convolution */
@@ -60,12 +63,12 @@ typedef struct {
   text_config text;     /* clip, video */
 } reward_config;
 
-/* The built-in sizes: 64x64 frames, widths 16-32-64-128 over 4 levels, text_config_default()
- * with one transformer block and an MLP of 2 x dim (embed 128); video 4 frames with temporal
+/* The built-in sizes: 64x64 frames, a 16-wide stem (quality), widths 16-32-64-128 over 4
+ * levels, text_config_default() with one transformer block and an MLP of 2 x dim (embed 128); video 4 frames with temporal
  * convolutions after the first 2 levels. */
 reward_config reward_config_default(reward_kind k);
 int reward_config_check(const reward_config *c);
-/* JSON: {"kind":"clip","size":64,"frames":0,"levels":4,"widths":[32,64,128,128],
+/* JSON: {"kind":"clip","size":64,"frames":0,"stem":0,"levels":4,"widths":[32,64,128,128],
  * "temporal_levels":0,"hidden":0,"embed":128,"text":{...}}; returns buf (always terminated). */
 char *reward_config_format(const reward_config *c, char *buf, size_t n);
 int reward_config_parse(reward_config *c, const char *json);
@@ -79,6 +82,8 @@ typedef struct {
   nn_params params;
   int has_text;
   text_tower text;                       /* clip, video */
+  reward_lin stem;                       /* (stem, 3, 3, 3) when cfg.stem > 0 */
+  reward_lin tstem;                      /* video with a stem: (stem, stem, 3) */
   reward_lin conv[REWARD_MAX_LEVELS];    /* (w_l, w_{l-1}, 3, 3) */
   reward_lin tconv[REWARD_MAX_LEVELS];   /* video: (w_l, w_l, 3) */
   reward_lin head;                       /* flattened map → embed (clip, video) or hidden */
@@ -98,8 +103,8 @@ int reward_model_save(const reward_model *m, const char *path, int nmeta,
  * keys/values (values are heap strings: free each), returns how many (at most 4). */
 int reward_model_meta(const reward_model *m, const char **keys, char **values);
 /* Creates m from a checkpoint (or a training state written with reward_model_meta): the config
- * and vocabulary from its metadata, the parameters by name. frozen = 1 frees the gradient
- * block (a served model). */
+ * and vocabulary from its metadata, the parameters by name. frozen = 1: no gradient block is
+ * ever allocated (a served model: its memory is the parameters alone). */
 int reward_model_load(reward_model *m, const char *path, int frozen);
 
 /* ---- on the tape ----------------------------------------------------------------------------

@@ -505,8 +505,7 @@ text_encoder *text_encoder_load(const char *path) {
   }
   safetensors_close(f);
   if (rc == TB_OK) {
-    nn_params_alloc(&e->params);
-    nn_params_freeze(&e->params); /* frozen: no gradient block */
+    nn_params_alloc_frozen(&e->params); /* frozen: no gradient block */
     rc = nn_params_load_registered(&e->params, path);
   }
   if (rc != TB_OK) {

@@ -250,6 +250,7 @@ static unet_block *add_tt2(unet *u, const char *pfx, int C, int level, int heads
 
 /* The temporal transformer of a level: turbo's or the families' form. */
 static void add_temporal(unet *u, const char *pfx, int C, int level) {
+  if (u->cfg.spatial_only) return;
   if (u->cfg.temporal_attn == UNET_TATTN_PAIR) add_tt2(u, pfx, C, level, C / u->cfg.head_ch);
   else add_transformer(u, pfx, C, level, 1);
 }
@@ -327,6 +328,8 @@ int unet_create(unet *u, const unet_config *cfg) {
     if (c->ch_mult[l] < 1 || (c->ch_mult[l] * c->model_ch) % c->head_ch)
       return err_set("unet: level %d width %d is not a multiple of head_ch %d", l,
                      c->ch_mult[l] * c->model_ch, c->head_ch);
+  if (c->spatial_only) u->cfg.temporal_conv = 0, u->cfg.init_temporal = 0;
+  c = &u->cfg;
   nn_params_init_empty(&u->params);
   int mc = c->model_ch, E = 4 * mc;
   u->time_embed_ch = E;
@@ -705,6 +708,45 @@ nn_var unet_forward(unet *u, nn_ctx *c, nn_var x, const unet_input *in) {
   }
   TB_CHECK(ns == 0);
   return h;
+}
+
+int unet_input_check(const unet *u, int64_t x_numel, int64_t ctx_numel, const unet_input *in) {
+  const unet_config *cfg = &u->cfg;
+  int down = 1 << (cfg->n_levels - 1);
+  if (in->B < 1 || in->T < 1 || in->H < 1 || in->W < 1 || in->L < 1)
+    return err_set("unet: batch %d, frames %d, latent %dx%d and %d text tokens must all be >= 1",
+                   in->B, in->T, in->H, in->W, in->L);
+  if (in->H % down || in->W % down)
+    return err_set("unet: latent %dx%d is not divisible by %d (%d resolution levels)", in->H,
+                   in->W, down, cfg->n_levels);
+  if (cfg->temporal_pos == 0 && in->T > cfg->max_frames)
+    return err_set("unet: %d frames, the model's frame-position table has %d", in->T,
+                   cfg->max_frames);
+  int64_t want = (int64_t)in->B * in->T * cfg->in_ch * in->H * in->W;
+  if (x_numel != want)
+    return err_set("unet: the latent has %lld values, (B %d, T %d, C %d, H %d, W %d) needs %lld",
+                   (long long)x_numel, in->B, in->T, cfg->in_ch, in->H, in->W, (long long)want);
+  int64_t wc = (int64_t)in->B * in->L * cfg->text_dim;
+  if (ctx_numel != wc)
+    return err_set("unet: the text context has %lld values, (B %d, L %d, D %d) needs %lld",
+                   (long long)ctx_numel, in->B, in->L, cfg->text_dim, (long long)wc);
+  for (int b = 0; b < in->B; b++) {
+    if (!in->t || !(in->t[b] >= 0.0f && in->t[b] < 1000.0f))
+      return err_set("unet: timestep of sample %d is %g, not in [0, 1000)", b,
+                     in->t ? (double)in->t[b] : NAN);
+    if (in->w && !isfinite(in->w[b])) return err_set("unet: w of sample %d is not finite", b);
+    if (in->motion && !isfinite(in->motion[b]))
+      return err_set("unet: motion scale of sample %d is not finite", b);
+  }
+  return TB_OK;
+}
+
+int unet_forward_checked(unet *u, nn_ctx *c, nn_var x, const unet_input *in, nn_var *out) {
+  *out = -1;
+  if (x < 0 || in->context < 0) return err_set("unet: no latent or no text context given");
+  if (unet_input_check(u, nn_numel(c, x), nn_numel(c, in->context), in) != TB_OK) return TB_ERR;
+  *out = unet_forward(u, c, x, in);
+  return TB_OK;
 }
 
 int unet_temporal_layers(const unet *u, int decoder_only, const char **names, int max) {

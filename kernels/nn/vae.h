@@ -82,6 +82,37 @@ int vae_encode_frames(vae *v, nn_ctx *c, const uint8_t *rgb, int N, int H, int W
 /* Scaled latents z (N, z_ch, h, w) → frames (N, 3, h·f, w·f) in [0, 1] (x/2 + 1/2, clamped). */
 int vae_decode_latents(vae *v, nn_ctx *c, const float *z, int N, int h, int w, float *rgb01);
 
+/* Additions to the interface above (everything above is unchanged):
+ *
+ * vae_measure_scale: LDM's scale_by_std on N frames rgb (N, H, W, 3) u8: encodes them with
+ * posterior draws from seed (seed 0: the means), *scale = 1 / std of all the unscaled latents
+ * (the caller stores it in v->cfg.scale). TB_ERR when the std is 0 or not finite. */
+int vae_measure_scale(vae *v, nn_ctx *c, const uint8_t *rgb, int N, int H, int W, uint64_t seed,
+                      float *scale);
+/* The standard normals vae_encode_frames draws for seed (n values, Box-Muller over splitmix64),
+ * for callers that sample the posterior on the tape (nn_gauss_sample). */
+void vae_noise(uint64_t seed, float *out, int64_t n);
+/* The config as JSON (what "vae.config" holds; malloc'd, the caller frees) and back (checked:
+ * TB_ERR names the bad field). */
+char *vae_config_format(const vae_config *c);
+int vae_config_parse(vae_config *c, const char *json);
+/* vae_save with nmeta extra (key, value) metadata pairs (the dataset, the training steps). */
+int vae_save_meta(const vae *v, const char *path, int nmeta, const char *const *meta);
+
+/* Checkpoint families whose names vae_tensor_map translates to turbo's (LDM's). */
+typedef enum {
+  VAE_FAMILY_LDM = 0,  /* LDM / VideoCrafter2 first_stage_model names: the identity (strip the
+                        * "first_stage_model." prefix of a full LDM checkpoint first) */
+  VAE_FAMILY_DIFFUSERS, /* diffusers' AutoencoderKL (ModelScope T2V's vae/) */
+} vae_family;
+/* The checkpoint tensor of every parameter of v under a family's names, for
+ * nn_params_load_map. Free with nn_tensor_map_free. */
+int vae_tensor_map(const vae *v, vae_family fam, nn_tensor_map *m);
+/* A turbo config from diffusers' AutoencoderKL config.json text (block_out_channels,
+ * layers_per_block, latent_channels, norm_num_groups, scaling_factor (0.18215 when absent),
+ * mid_block_add_attention). TB_ERR on a layout turbo's VAE cannot express. */
+int vae_config_from_diffusers(const char *json, vae_config *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -23,6 +23,8 @@
 #include "common/catalogue.h"
 #include "common/log.h"
 
+#include <sqlite3.h>
+
 #define NULL_TEXT "NULL"
 
 /* Rows collected for aligned printing (or streamed as CSV). */
@@ -171,6 +173,14 @@ static void table_free(table *t) {
   memset(t, 0, sizeof *t);
 }
 
+#define SQL_TIME_LIMIT_S 30.0 /* default limit of one `sql` statement */
+static double sql_deadline; /* time_now() when the running statement must stop; 0 = never */
+
+static int sql_over_time(void *ctx) {
+  (void)ctx;
+  return sql_deadline > 0 && time_now() >= sql_deadline; /* non-zero interrupts sqlite */
+}
+
 /* Runs one query and prints its rows. When nothing matched, says so on stderr in aligned
  * mode (CSV output stays machine-readable). */
 static int run_query(catalogue *cat, int csv, int max_width, const char *sql, int nparams,
@@ -256,6 +266,7 @@ int main(int argc, char **argv) {
   log_init("catalogue");
   char *workspace = NULL, *stage = NULL;
   int csv = 0, rejected = 0, limit = 50, width = 60;
+  double time_limit = SQL_TIME_LIMIT_S;
   arg_opt opts[] = {
       {"workspace", ARG_STR, &workspace, "DIR", "workspace ($TURBO_WORKSPACE, else runs/default)"},
       {"csv", ARG_FLAG, &csv, NULL, "comma-separated output with a header line"},
@@ -263,6 +274,7 @@ int main(int argc, char **argv) {
       {"stage", ARG_STR, &stage, "NAME", "runs: only this stage"},
       {"limit", ARG_INT, &limit, "N", "runs: at most N rows (0 = all)"},
       {"width", ARG_INT, &width, "N", "cut cells longer than N characters (0 = never)"},
+      {"time-limit", ARG_F64, &time_limit, "S", "sql: stop a statement after S seconds (0 = never)"},
       {0}};
   const char *usage = "catalogue [options] tables | runs | datasets | sources | stats CLIP | "
                       "models | tensors | sql \"SELECT ...\" | schema";
@@ -373,7 +385,13 @@ int main(int argc, char **argv) {
                    " GROUP BY t.kind, t.model_id, t.variant ORDER BY t.kind, m.name, t.variant",
                    0, NULL);
   } else if (strcmp(cmd, "sql") == 0) {
+    /* A runaway statement (a recursive CTE without an end) is interrupted at the limit. */
+    sql_deadline = time_limit > 0 ? time_now() + time_limit : 0;
+    if (sql_deadline > 0) sqlite3_progress_handler(catalogue_db(cat), 10000, sql_over_time, NULL);
     rc = run_query(cat, csv, width, args[0], 0, NULL);
+    if (rc != 0 && sql_deadline > 0 && time_now() >= sql_deadline)
+      log_error("the statement ran past the %g s time limit and was stopped (--time-limit S "
+                "raises it)", time_limit);
   }
   catalogue_close(cat);
   return rc;

@@ -16,6 +16,20 @@
 extern "C" {
 #endif
 
+#define CURATE_EXIT_WORKER_DIED 3 /* exit status: a worker was killed, some files are unjudged */
+
+/* Limits of the options (bin/curate refuses values outside them before it starts). */
+#define CURATE_FPS_MIN 0.1
+#define CURATE_FPS_MAX 240.0
+#define CURATE_FRAMES_MAX 1024
+#define CURATE_SIZE_MIN 8
+#define CURATE_SIZE_MAX 1024
+#define CURATE_WORKERS_MAX 64
+#define CURATE_ANALYSIS_FRAMES 80 /* statistics look at up to 10 s at 8 fps of each source */
+#define CURATE_WORKER_BYTES_MAX (1LL << 30) /* decoded frames one worker may hold */
+#define CURATE_MIN_SOURCE 24 /* pixels, shorter side: below it a source has no detail to curate
+                                (the built-in world's smallest is 48x28) */
+
 typedef struct {
   const char *workspace;  /* folder of catalogue.db, datasets/, reports/ */
   const char *root;       /* data root: manifest paths are relative to it */
@@ -26,6 +40,7 @@ typedef struct {
   int frames;             /* target frames per clip (T) */
   int force;              /* decode again even when a source is unchanged */
   int full_check;         /* decode every packet of each file to find damage */
+  int min_side;           /* sources with a shorter side below this are rejected (pixels) */
   int64_t run_id;
 } curate_cfg;
 
@@ -33,6 +48,7 @@ typedef struct {
 typedef struct {
   int64_t rows, issues, sources_ok, rejected, skipped, clips, decoded_frames, output_frames;
   int64_t opened; /* files handed to the decoder */
+  int workers_killed; /* workers killed from outside (their files were left for a rerun) */
   double seconds;
 } curate_totals;
 

@@ -35,7 +35,8 @@ extern "C" {
 #define FLAW_WATERMARK 0.4       /* excess persistent thin-stroke pixels in one corner, per pixel
                                     of frame height */
 #define FLAW_NOISE 5.0           /* noise sigma, 0..255 */
-#define FLAW_EDGE_WIDTH 0.9      /* sqrt(sum g^2 / sum L^2) on the strongest edges, source pixels */
+#define FLAW_EDGE_WIDTH 1.12     /* sqrt(sum g^2 / sum L^2) on the strongest edges, pixels of the
+                                    analysis size (sharp footage: 0.7-1.1 there) */
 #define FLAW_CUT_HIST 0.09       /* histogram jump above the clip's median, 0..1 */
 #define FLAW_CUT_BLOCK 8.0       /* block-mean jump above the median, 0..255 */
 #define FLAW_CUT_BLOCK_FLICKER 2.0 /* on flickering clips the block jump must exceed this too */

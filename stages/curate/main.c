@@ -7,7 +7,9 @@
  *
  * Steps run in this order when their options are given: scan (--manifest), re-flag
  * (--reflag), dataset build (--recipe), report (always after a scan or build; --report alone
- * writes it from the catalogue). Exit status: 0 ok, 1 failure, 2 bad usage.
+ * writes it from the catalogue). Exit status: 0 ok, 1 failure, 2 bad usage (every option is
+ * checked before work starts), 3 a scan worker was killed from outside (its file is not judged:
+ * rerun to finish).
  */
 #include "stages/curate/curate.h"
 
@@ -18,6 +20,7 @@
 
 #include <libavutil/log.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +36,7 @@ int main(int argc, char **argv) {
   char *manifest_path = NULL, *root = NULL, *workspace = NULL, *recipe_path = NULL,
        *dataset = NULL;
   int workers = 2, size = 64, width = 0, height = 0, frames = 16, force = 0, reflag = 0,
-      report = 0, no_full_check = 0;
+      report = 0, no_full_check = 0, min_source = CURATE_MIN_SOURCE;
   double fps = 8.0;
   arg_opt opts[] = {
       {"manifest", ARG_STR, &manifest_path, "PATH", "CSV or JSONL manifest of videos and captions"},
@@ -46,6 +49,7 @@ int main(int argc, char **argv) {
       {"width", ARG_INT, &width, "N", "target width (overrides --size)"},
       {"height", ARG_INT, &height, "N", "target height (overrides --size)"},
       {"frames", ARG_INT, &frames, "N", "frames per clip"},
+      {"min-source", ARG_INT, &min_source, "N", "reject sources whose shorter side is below N pixels"},
       {"force", ARG_FLAG, &force, NULL, "decode every source again, even unchanged ones"},
       {"no-full-check", ARG_FLAG, &no_full_check, NULL,
        "stop decoding a file after the clip's frames (faster; damage later in the file is missed)"},
@@ -65,9 +69,41 @@ int main(int argc, char **argv) {
     log_error("nothing to do: give --manifest, --recipe, --reflag or --report (see --help)");
     return 2;
   }
-  if (fps <= 0 || frames < 2 || size < 8 || workers < 1) {
-    log_error("--fps must be > 0, --frames >= 2, --size >= 8, --workers >= 1");
+  /* Every limit before any work: a value out of range is a usage error (exit 2), never a
+   * database constraint, an allocation failure or a crash recorded against a good video. */
+  int tw = width > 0 ? width : size, th = height > 0 ? height : size;
+  if (!isfinite(fps) || fps < CURATE_FPS_MIN || fps > CURATE_FPS_MAX) {
+    log_error("--fps %g: give a frame rate from %g to %g", fps, CURATE_FPS_MIN, CURATE_FPS_MAX);
     return 2;
+  }
+  if (frames < 2 || frames > CURATE_FRAMES_MAX) {
+    log_error("--frames %d: give 2 to %d frames per clip", frames, CURATE_FRAMES_MAX);
+    return 2;
+  }
+  if (size < CURATE_SIZE_MIN || size > CURATE_SIZE_MAX || (width && (width < CURATE_SIZE_MIN || width > CURATE_SIZE_MAX)) ||
+      (height && (height < CURATE_SIZE_MIN || height > CURATE_SIZE_MAX))) {
+    log_error("--size/--width/--height: give %d to %d pixels (got %dx%d)", CURATE_SIZE_MIN,
+              CURATE_SIZE_MAX, tw, th);
+    return 2;
+  }
+  if (workers < 1 || workers > CURATE_WORKERS_MAX) {
+    log_error("--workers %d: give 1 to %d", workers, CURATE_WORKERS_MAX);
+    return 2;
+  }
+  if (min_source < 2 || min_source > CURATE_SIZE_MAX) {
+    log_error("--min-source %d: give 2 to %d pixels", min_source, CURATE_SIZE_MAX);
+    return 2;
+  }
+  {
+    /* What one worker holds: the decoded frames of a clip (at least the analysis window). */
+    int64_t t = frames > CURATE_ANALYSIS_FRAMES ? frames : CURATE_ANALYSIS_FRAMES;
+    int64_t bytes = t * tw * th * 3;
+    if (bytes > CURATE_WORKER_BYTES_MAX) {
+      log_error("--frames %d at %dx%d needs %lld MiB of frames per worker, above the %lld MiB "
+                "limit: fewer frames or a smaller size", frames, tw, th,
+                (long long)(bytes >> 20), (long long)(CURATE_WORKER_BYTES_MAX >> 20));
+      return 2;
+    }
   }
   curate_cfg cfg;
   memset(&cfg, 0, sizeof cfg);
@@ -79,6 +115,7 @@ int main(int argc, char **argv) {
   cfg.frames = frames;
   cfg.force = force;
   cfg.full_check = !no_full_check;
+  cfg.min_side = min_source;
   cfg.manifest = manifest_path;
 
   /* The data root: --root, else the manifest's folder, else what the last scan used. */
@@ -123,6 +160,7 @@ int main(int argc, char **argv) {
   int scanned = 0;
   if (manifest_path) {
     rc = manifest_read(manifest_path, &m);
+    if (rc == TB_OK) manifest_dedupe_files(&m, cfg.root);
     if (rc == TB_OK) {
       char abs[PATH_MAX];
       if (realpath(cfg.root, abs)) fs_write_atomic(rootfile, abs, strlen(abs));
@@ -150,5 +188,10 @@ int main(int argc, char **argv) {
                     rc == TB_OK ? NULL : err_get());
   catalogue_close(cat);
   manifest_free(&m);
+  if (rc == TB_OK && tot.workers_killed > 0) {
+    log_error("%d worker(s) were killed during the scan: their files are not judged; rerun to "
+              "finish", tot.workers_killed);
+    return CURATE_EXIT_WORKER_DIED;
+  }
   return rc == TB_OK ? 0 : 1;
 }

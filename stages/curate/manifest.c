@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "common/tensor.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -158,6 +159,7 @@ static int csv_record(const char *t, size_t len, size_t *pos, int *line, fields 
           break;
         }
         if (t[i] == '\n') (*line)++;
+        if (t[i] == 0) goto broken_nul;
         buf[bn++] = t[i++];
       }
       if (!closed) goto broken_unterminated;
@@ -166,6 +168,7 @@ static int csv_record(const char *t, size_t len, size_t *pos, int *line, fields 
     } else {
       while (i < len && t[i] != ',' && t[i] != '\n') {
         if (t[i] == '"') goto broken_stray;
+        if (t[i] == 0) goto broken_nul;
         buf[bn++] = t[i++];
       }
       if (bn > 0 && buf[bn - 1] == '\r') bn--;
@@ -196,6 +199,11 @@ broken_after:
 broken_stray:
   free(buf);
   err_set("line %d: stray quote inside an unquoted field (broken quoting)", start_line);
+  goto skip;
+broken_nul:
+  free(buf);
+  err_set("line %d: NUL byte inside field %d (a binary file, or a caption cut by a NUL)",
+          start_line, fs->n + 1);
 skip:
   /* Resume after the first physical line of the record. */
   i = *pos;
@@ -325,10 +333,11 @@ static int parse_jsonl(const char *t, size_t len, manifest *m) {
   return TB_OK;
 }
 
-/* A path named twice: the first row wins, later ones become issues naming the first row's
- * line. One pass over the rows in file order with a hash set of the paths seen (open
- * addressing, at most half full): linear in the number of rows, however many repeat. */
-static void drop_duplicates(manifest *m) {
+/* Rows whose keys repeat: the first row wins, later ones become issues naming the first row's
+ * line (`what` says how they are the same). One pass over the rows in file order with a hash
+ * set of the keys seen (open addressing, at most half full): linear in the number of rows,
+ * however many repeat. keys[i] belongs to rows[i]; NULL keys never repeat. */
+static void drop_repeated(manifest *m, char **keys, const char *what) {
   if (m->n < 2) return;
   size_t cap = 16;
   while (cap < 2 * (size_t)m->n) cap <<= 1;
@@ -337,22 +346,33 @@ static void drop_duplicates(manifest *m) {
   int w = 0;
   for (int i = 0; i < m->n; i++) {
     manifest_row *r = &m->rows[i];
-    size_t h = (size_t)checksum64(r->path, strlen(r->path)) & (cap - 1);
+    char *key = keys[i];
     int first = -1;
-    while (slot[h] >= 0) {
-      if (strcmp(m->rows[slot[h]].path, r->path) == 0) {
-        first = slot[h];
-        break;
+    size_t h = 0;
+    if (key) {
+      h = (size_t)checksum64(key, strlen(key)) & (cap - 1);
+      while (slot[h] >= 0) {
+        if (strcmp(keys[slot[h]], key) == 0) {
+          first = slot[h];
+          break;
+        }
+        h = (h + 1) & (cap - 1);
       }
-      h = (h + 1) & (cap - 1);
     }
     if (first < 0) {
       m->rows[w] = *r; /* kept rows move down in order; w <= i */
-      slot[h] = w++;
+      keys[w] = key;
+      if (key) slot[h] = w;
+      w++;
       continue;
     }
-    add_issue(m, r->line, NULL, "line %d: duplicate of line %d (%s); ignored", r->line,
-              m->rows[first].line, r->path);
+    if (strcmp(m->rows[first].path, r->path) == 0)
+      add_issue(m, r->line, NULL, "line %d: duplicate of line %d (%s); ignored", r->line,
+                m->rows[first].line, r->path);
+    else
+      add_issue(m, r->line, NULL, "line %d: %s as line %d ('%s' and '%s'); ignored", r->line,
+                what, m->rows[first].line, r->path, m->rows[first].path);
+    free(key);
     free(r->id);
     free(r->path);
     free(r->caption);
@@ -360,6 +380,50 @@ static void drop_duplicates(manifest *m) {
   }
   m->n = w;
   free(slot);
+}
+
+static void drop_duplicates(manifest *m) {
+  char **keys = xmalloc(sizeof(char *) * (size_t)(m->n + 1));
+  for (int i = 0; i < m->n; i++) keys[i] = xstrdup(m->rows[i].path);
+  drop_repeated(m, keys, "the same path");
+  for (int i = 0; i < m->n; i++) free(keys[i]);
+  free(keys);
+}
+
+/* The file a relative path names, as one string per file: the real path (symlinks and "./"
+ * resolved) when it exists, else the lexically normalised path ("./a//b" -> "a/b"). */
+static char *file_key(const char *root, const char *rel) {
+  char full[PATH_MAX], real[PATH_MAX];
+  if (rel[0] != '/' && fs_join(full, sizeof full, root, rel) && realpath(full, real))
+    return xstrdup(real);
+  size_t n = strlen(rel);
+  char *k = xmalloc(n + 2), *o = k;
+  const char *p = rel;
+  while (*p) {
+    while (*p == '/') p++;
+    const char *e = p;
+    while (*e && *e != '/') e++;
+    size_t len = (size_t)(e - p);
+    if (len == 1 && p[0] == '.') {
+      p = e;
+      continue;
+    }
+    if (len == 0) break;
+    if (o != k) *o++ = '/';
+    memcpy(o, p, len);
+    o += len;
+    p = e;
+  }
+  *o = 0;
+  return k;
+}
+
+void manifest_dedupe_files(manifest *m, const char *root) {
+  char **keys = xmalloc(sizeof(char *) * (size_t)(m->n + 1));
+  for (int i = 0; i < m->n; i++) keys[i] = file_key(root, m->rows[i].path);
+  drop_repeated(m, keys, "the same file");
+  for (int i = 0; i < m->n; i++) free(keys[i]);
+  free(keys);
 }
 
 int manifest_parse(const char *text, size_t len, int is_jsonl, manifest *m) {

@@ -51,6 +51,11 @@ int manifest_read(const char *path, manifest *m);
 int manifest_parse(const char *text, size_t len, int is_jsonl, manifest *m);
 void manifest_free(manifest *m);
 
+/* Rows that name one file under two paths ("./a.mp4" and "a.mp4", a symlink inside the root
+ * and its target) keep the first row; the others become issues "line N: the same file as line
+ * M". Paths are resolved against `root` (files that do not exist compare lexically). */
+void manifest_dedupe_files(manifest *m, const char *root);
+
 /* 1 when the n bytes at s are valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int utf8_valid(const char *s, size_t n);
 

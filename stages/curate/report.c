@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define REPORT_ISSUES_MAX 200 /* rows of the manifest-problem table */
+
 static void html_text(FILE *f, const char *s) {
   for (; s && *s; s++) {
     switch (*s) {
@@ -207,12 +209,16 @@ int curate_report_write(catalogue *cat, const curate_cfg *cfg, const manifest *m
   }
   if (m && m->nissues) {
     fputs("<h2>Manifest problems</h2><table><tr><th>line</th><th>problem</th></tr>\n", f);
-    for (int i = 0; i < m->nissues; i++) {
+    int shown = m->nissues < REPORT_ISSUES_MAX ? m->nissues : REPORT_ISSUES_MAX;
+    for (int i = 0; i < shown; i++) {
       fprintf(f, "<tr><td>%d</td><td>", m->issues[i].line);
       html_text(f, m->issues[i].reason);
       fputs("</td></tr>\n", f);
     }
     fputs("</table>\n", f);
+    if (shown < m->nissues)
+      fprintf(f, "<p>… and %d more problems (lines %d to %d); the log names the first ones.</p>\n",
+              m->nissues - shown, m->issues[shown].line, m->issues[m->nissues - 1].line);
   }
   fputs("<h2>Catalogue</h2>\n", f);
   query_table(cat, f,
@@ -231,12 +237,15 @@ int curate_report_write(catalogue *cat, const curate_cfg *cfg, const manifest *m
   query_table(cat, f, "SELECT path, reason FROM sources WHERE status='rejected' ORDER BY path", 200);
   fputs("<h2>Flaw detectors (clips flagged)</h2>\n<p>Thresholds: ", f);
   fprintf(f,
-          "static: caption names motion, motion_extent &lt; %g and flow_mean &lt; %g; flicker "
-          "&gt; %g; watermark &gt; %g; noise &gt; %g or edge_width &gt; %g; cut_hist &gt; %g or "
-          "cut_block &gt; %g. Wrong captions need a learned video-text score (not yet "
-          "computed).</p>\n",
-          FLAW_STATIC_EXTENT, FLAW_STATIC_FLOW, FLAW_FLICKER, FLAW_WATERMARK, FLAW_NOISE,
-          FLAW_EDGE_WIDTH, FLAW_CUT_HIST, FLAW_CUT_BLOCK);
+          "static: caption names motion (not only motion that follows a pan), static_score and "
+          "static_score_full &lt; %g + %g &times; noise + %g &times; flicker, and flow_mean &lt; "
+          "%g (or the clip is noisy, flickers or has a cut); flicker &gt; %g; watermark &gt; %g; "
+          "noise &gt; %g or edge_width &gt; %g (analysis pixels); cut_hist &gt; %g or cut_block "
+          "&gt; %g (on a flickering clip cut_block &gt; %g too). Wrong captions need a learned "
+          "video-text score.</p>\n",
+          FLAW_STATIC_SCORE, FLAW_STATIC_NOISE_K, FLAW_STATIC_FLICKER_K, FLAW_STATIC_FLOW,
+          FLAW_FLICKER, FLAW_WATERMARK, FLAW_NOISE, FLAW_EDGE_WIDTH, FLAW_CUT_HIST,
+          FLAW_CUT_BLOCK, FLAW_CUT_BLOCK_FLICKER);
   query_table(cat, f,
               "SELECT name AS flag, CAST(sum(value) AS INTEGER) AS clips FROM clip_stats WHERE name "
               "LIKE 'flaw\\_%' ESCAPE '\\' GROUP BY name ORDER BY name",

@@ -23,14 +23,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define SCAN_MAX_WORKERS 64
-#define ANALYSIS_FRAMES 80 /* statistics look at up to 10 s at 8 fps of each source, so flaws
-                             outside the clip's window (a cut half-way through) are seen too */
+#define ANALYSIS_FRAMES CURATE_ANALYSIS_FRAMES /* flaws outside the clip's window (a cut
+                                                 half-way through) are seen too */
+#define MANIFEST_ISSUES_LOGGED 20 /* more would drown the log: the report lists them all */
+#define ANALYSIS_SHORT 160 /* pixels: statistics see every source with its shorter side resized
+                            to this (smaller sources as they are), so a verdict does not depend
+                            on the resolution and a 4K clip costs what a 160p one does; 160 is
+                            the largest the built-in world renders (48-160 px) */
 #define CHECKSUM_WHOLE_MAX (256LL << 20) /* bytes: larger files hash head + tail + size */
 
 typedef struct {
@@ -206,11 +212,14 @@ static int scan_row(catalogue *cat, const curate_cfg *cfg, const manifest_row *r
   o.height = cfg->height;
   o.max_frames = cfg->frames > ANALYSIS_FRAMES ? cfg->frames : ANALYSIS_FRAMES;
   o.keep_luma = 1;
+  o.analysis_short = ANALYSIS_SHORT;
+  o.min_side = cfg->min_side;
   o.full_check = cfg->full_check;
   video_frames fr;
   atomic_fetch_add(&sh->opened, 1);
-  if (video_decode_rgb(full, &o, &fr) != TB_OK) {
-    snprintf(reason, sizeof reason, "undecodable: %s", err_get());
+  int drc = video_decode_rgb(full, &o, &fr);
+  if (drc != TB_OK) {
+    snprintf(reason, sizeof reason, "%s: %s", drc == VIDEO_DEC_TOO_SMALL ? "too small" : "undecodable", err_get());
     atomic_fetch_add(&sh->rejected, 1);
     return record_reject(cat, &src, reason);
   }
@@ -218,8 +227,8 @@ static int scan_row(catalogue *cat, const curate_cfg *cfg, const manifest_row *r
   atomic_fetch_add(&sh->output, fr.n);
   src.container = fr.info.format;
   src.codec = fr.info.codec;
-  src.width = fr.info.width;
-  src.height = fr.info.height;
+  src.width = fr.info.display_w; /* as shown: the display matrix applied */
+  src.height = fr.info.display_h;
   src.fps = fr.info.fps;
   src.frames = fr.info.nb_frames;
   src.duration = fr.info.duration;
@@ -254,6 +263,9 @@ static int scan_row(catalogue *cat, const curate_cfg *cfg, const manifest_row *r
       clip_stats_set(&cs, "caption_short_words", clip_stats_get(&sc, "caption_words", 0));
     }
     flaws_detect(&cs);
+    clip_stats_set(&cs, "analysis_width", fr.lw);
+    clip_stats_set(&cs, "analysis_height", fr.lh);
+    clip_stats_set(&cs, "src_rotation", fr.info.rotation);
     clip_stats_set(&cs, "src_width", fr.info.width);
     clip_stats_set(&cs, "src_height", fr.info.height);
     clip_stats_set(&cs, "src_fps", fr.info.fps);
@@ -308,8 +320,14 @@ static void worker_main(const curate_cfg *cfg, const manifest *m, int k, int nwo
     _exit(3);
   }
   int failures = 0;
+  /* Tests make a worker die on a named row: TURBO_CURATE_TEST_SIGNAL="SIG:PATH" (SIG a
+   * number) raises SIG in the worker when it reaches PATH. */
+  const char *hook = getenv("TURBO_CURATE_TEST_SIGNAL");
+  int hook_sig = hook ? atoi(hook) : 0;
+  const char *hook_path = hook && strchr(hook, ':') ? strchr(hook, ':') + 1 : NULL;
   for (int i = start_row; i < m->n; i += nworkers) {
     atomic_store(&sh->current[k], i);
+    if (hook_sig > 0 && hook_path && strcmp(hook_path, m->rows[i].path) == 0) raise(hook_sig);
     if (scan_row(cat, cfg, &m->rows[i], sh) != TB_OK) {
       log_error("line %d (%s): catalogue: %s", m->rows[i].line, m->rows[i].path, err_get());
       failures++;
@@ -324,8 +342,13 @@ static void worker_main(const curate_cfg *cfg, const manifest *m, int k, int nwo
 static pid_t spawn_worker(const curate_cfg *cfg, const manifest *m, int k, int n, int start,
                           scan_shared *sh) {
   fflush(NULL);
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    /* A worker ends with its parent (kill -9 of the run must not leave workers decoding beside
+     * the next run); the getppid check closes the window before prctl took effect. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(5);
     log_init("curate");
     worker_main(cfg, m, k, n, start, sh);
   }
@@ -337,16 +360,15 @@ int curate_scan(catalogue *cat, const curate_cfg *cfg, const manifest *m, curate
   double t0 = time_now();
   tot->rows = m->n;
   tot->issues = m->nissues;
-  /* Rows the manifest reader refused but that name a file: record them as rejected sources. */
-  for (int i = 0; i < m->nissues; i++) {
-    const manifest_issue *is = &m->issues[i];
-    log_warn("manifest: %s", is->reason);
-    if (!is->path || !is->path[0]) continue;
-    catalogue_source s;
-    memset(&s, 0, sizeof s);
-    s.path = is->path;
-    if (record_reject(cat, &s, is->reason) != TB_OK) return TB_ERR;
-  }
+  /* Rows the manifest reader refused are problems of the manifest's lines, never verdicts on
+   * the files they name: another line may name the same file correctly, and a source row made
+   * from a broken line (no checksum) would count as changed on every rerun, deleting the clips
+   * of a good file. They are logged (the first MANIFEST_ISSUES_LOGGED, then a count) and listed
+   * by line in the report. */
+  for (int i = 0; i < m->nissues && i < MANIFEST_ISSUES_LOGGED; i++) log_warn("manifest: %s", m->issues[i].reason);
+  if (m->nissues > MANIFEST_ISSUES_LOGGED)
+    log_warn("manifest: %d more problems (every one is listed in the report)",
+             m->nissues - MANIFEST_ISSUES_LOGGED);
   int nw = cfg->workers < 1 ? 1 : (cfg->workers > SCAN_MAX_WORKERS ? SCAN_MAX_WORKERS : cfg->workers);
   if (nw > m->n) nw = m->n > 0 ? m->n : 1;
   scan_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -354,7 +376,7 @@ int curate_scan(catalogue *cat, const curate_cfg *cfg, const manifest *m, curate
   memset(sh, 0, sizeof *sh);
   for (int k = 0; k < SCAN_MAX_WORKERS; k++) atomic_store(&sh->current[k], -1);
   pid_t pids[SCAN_MAX_WORKERS];
-  int live = 0, failed_workers = 0;
+  int live = 0, failed_workers = 0, killed_workers = 0;
   for (int k = 0; k < nw && m->n > 0; k++) {
     pids[k] = spawn_worker(cfg, m, k, nw, k, sh);
     if (pids[k] < 0) {
@@ -391,10 +413,22 @@ int curate_scan(catalogue *cat, const curate_cfg *cfg, const manifest *m, curate
     pids[k] = -1;
     if (WIFSIGNALED(status)) {
       int row = atomic_load(&sh->current[k]);
-      if (row >= 0) {
+      int sig = WTERMSIG(status);
+      /* A fault (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) on a file is the file's doing: a
+       * decoder crash. A kill from outside (SIGKILL from the OOM killer or a user, SIGTERM,
+       * SIGINT) says nothing about the file: it stays unrecorded for the next run, and the run
+       * fails with CURATE_EXIT_WORKER_DIED. */
+      int fault = sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGABRT;
+      if (row >= 0 && !fault) {
+        killed_workers++;
+        log_error("worker %d was killed (signal %d: %s) while on %s; the file is not judged, "
+                  "rerun to finish", k, sig, strsignal(sig), m->rows[row].path);
+        atomic_fetch_add(&sh->done, 1);
+      }
+      if (row >= 0 && fault) {
         const manifest_row *r = &m->rows[row];
         char reason[256];
-        snprintf(reason, sizeof reason, "decoder crashed (signal %d) on this file", WTERMSIG(status));
+        snprintf(reason, sizeof reason, "decoder crashed (signal %d: %s) on this file", sig, strsignal(sig));
         log_warn("%s: %s", r->path, reason);
         catalogue_source s;
         memset(&s, 0, sizeof s);
@@ -403,6 +437,8 @@ int curate_scan(catalogue *cat, const curate_cfg *cfg, const manifest *m, curate
         record_reject(cat, &s, reason);
         atomic_fetch_add(&sh->rejected, 1);
         atomic_fetch_add(&sh->done, 1);
+      }
+      if (row >= 0) {
         if (row + nw < m->n) {
           pids[k] = spawn_worker(cfg, m, k, nw, row + nw, sh);
           if (pids[k] > 0) live++;
@@ -417,7 +453,7 @@ int curate_scan(catalogue *cat, const curate_cfg *cfg, const manifest *m, curate
   if (d > shown) progress_add(pg, d - shown);
   progress_free(pg);
   tot->skipped = atomic_load(&sh->skipped);
-  tot->rejected = atomic_load(&sh->rejected) + m->nissues;
+  tot->rejected = atomic_load(&sh->rejected); /* files; manifest problems are tot->issues */
   tot->clips = atomic_load(&sh->clips);
   tot->decoded_frames = atomic_load(&sh->decoded);
   tot->output_frames = atomic_load(&sh->output);
@@ -427,12 +463,13 @@ int curate_scan(catalogue *cat, const curate_cfg *cfg, const manifest *m, curate
   munmap(sh, sizeof *sh);
   long long decoded_rows = tot->opened;
   log_info("scan: %lld rows, %lld skipped (unchanged, not decoded), %lld decoded, %lld clips "
-           "written, %lld rejected (incl. %lld manifest issues); %.1f s, %.1f clips/s, %.0f "
+           "written, %lld files rejected, %lld manifest problems; %.1f s, %.1f clips/s, %.0f "
            "decoded frames/s",
            (long long)m->n, (long long)tot->skipped, decoded_rows, (long long)tot->clips,
            (long long)tot->rejected, (long long)m->nissues, tot->seconds,
            tot->seconds > 0 ? decoded_rows / tot->seconds : 0.0,
            tot->seconds > 0 ? tot->decoded_frames / tot->seconds : 0.0);
+  tot->workers_killed = killed_workers;
   if (failed_workers) return err_set("%d worker(s) failed (see the log); rerun to finish", failed_workers);
   return TB_OK;
 }

@@ -14,18 +14,22 @@
  *   flicker         median |log g_t|, g_t the global brightness gain between consecutive frames,
  *                   estimated as the median per-pixel ratio (so moving parts do not count)
  *   flicker_max     max |log g_t|
- *   cut_hist        max minus median of the colour-histogram L1 distance between consecutive
- *                   gain-compensated frames (0..1); cut_block: the same for block means (0..255)
+ *   cut_hist        the colour-histogram L1 distance between consecutive gain-compensated
+ *                   frames (0..1), at the change that most exceeds twice its neighbouring
+ *                   changes (repeated pictures skipped); cut_block: the same for block means
  *   cut_pos         where the largest jump happens, as a fraction of the clip
  *   noise           noise sigma (0..255) from the median absolute response of a 3x3 Laplacian
  *                   difference kernel on native luma (robust to edges)
  *   edge_width      sqrt(sum g^2 / sum L^2) over strong edges of native luma (pixels): the
  *                   width of edges, larger when blurred
  *   sharpness       variance of the 4-neighbour Laplacian of native luma
- *   watermark       thin dark strokes that persist in >= 70% of frames, in excess in one corner
+ *   watermark       thin strokes (dark or light) that persist in >= 85% of frames while the
+ *                   content moves (0 when < 1% of the pixels move), in excess in one corner
  *                   region (0.45 W x 0.35 H) over the rest of the frame, per pixel of height
  *                   (see wm_valleys); watermark_density: the same as a density;
  *                   watermark_edges: persistent-edge density excess (see wm_score)
+ *   phash_00 … phash_15   perceptual hash of the content, 16 bits each (see clip_phash);
+ *                   phash_ok: 1 when the frames have enough structure for it to mean anything
  */
 #include "stages/curate/stats.h"
 
@@ -157,6 +161,13 @@ static void flow_pair(const float *a, const float *b, int W, int H, flow_acc *ac
   free(sad);
 }
 
+#define CUT_NEIGHBOUR_K 2.0 /* a cut's change exceeds twice its neighbours' (an 8 fps sample of
+                               12 fps motion alternates steps of 1 and 2 source frames) */
+#define CUT_REPEAT_BLOCK 0.5 /* levels: a mean block change below this is a repeated picture */
+#define WM_MOVING_DEV 4.0   /* levels of mean absolute deviation from the temporal median */
+#define WM_MOVING_FRAC 0.01 /* of the pixels (a still photograph: 0; a small object crossing
+                               a still scene of the built-in world: 1-5%) */
+
 /* ---- native luma: noise, edges, watermark --------------------------------------------- */
 
 /* Noise sigma of one frame: median |N * I| / (0.6745 * 6), N = [1 -2 1; -2 4 -2; 1 -2 1]
@@ -277,6 +288,14 @@ static double wm_score(const float *M, const float *D, int W, int H, double *wm_
 /* Thin dark strokes: a pixel darker by more than `t` than both neighbours at distance 1 or 2
  * along x or along y (a valley 1-2 pixels wide). Text-like marks are made of such strokes;
  * anti-aliased shapes, flat backgrounds and checkerboards have none. */
+static int is_valley(const float *M, int W, int H, int x, int y, float t);
+
+/* A thin stroke of either polarity: a dark valley, or a light ridge (a valley of the inverted
+ * picture). White semi-transparent text, the commonest real watermark, is made of ridges. */
+static int is_stroke(const float *M, const float *Minv, int W, int H, int x, int y, float t) {
+  return is_valley(M, W, H, x, y, t) || is_valley(Minv, W, H, x, y, t);
+}
+
 static int is_valley(const float *M, int W, int H, int x, int y, float t) {
   float c = M[(size_t)y * W + x];
   for (int d = 1; d <= 2; d++) {
@@ -295,7 +314,7 @@ static int is_valley(const float *M, int W, int H, int x, int y, float t) {
   return 0;
 }
 
-/* Density of persistent valley pixels (P: 1 where a pixel is a valley in >= 70% of the frames,
+/* Density of persistent stroke pixels (P: 1 where a pixel is a stroke in >= 85% of the frames,
  * so moving content does not count) in the most marked corner region (0.45 W x 0.35 H) minus
  * their density in the rest of the frame. */
 static double wm_valleys(const uint8_t *P, int W, int H, double *corner_out, double *density_out) {
@@ -336,6 +355,47 @@ static double wm_valleys(const uint8_t *P, int W, int H, double *corner_out, dou
   *corner_out = bestc;
   *density_out = bestd;
   return best;
+}
+
+/* Perceptual hash: 4 frames spread over the first min(T, 16) (the clip's window), each as a
+ * 9 x 8 grid of block means of the full-frame luma, one bit per horizontal neighbour pair
+ * (1 when the right block is brighter): 4 x 64 bits. Block means over the whole frame do not
+ * depend on the resolution or the encoder, so a re-encode or resize of a clip lands within a
+ * few bits of it; unrelated clips differ in about half. */
+static void clip_phash(const uint8_t *luma, int LW, int LH, int T, clip_stats *out) {
+  int Tc = T < 16 ? T : 16;
+  uint16_t chunk[PHASH_CHUNKS] = {0};
+  double s = 0, s2 = 0;
+  for (int q = 0; q < 4; q++) {
+    int t = q * Tc / 4;
+    const uint8_t *L = luma + (size_t)t * LW * LH;
+    double g[8][9];
+    for (int j = 0; j < 8; j++)
+      for (int i = 0; i < 9; i++) {
+        int x0 = i * LW / 9, x1 = (i + 1) * LW / 9, y0 = j * LH / 8, y1 = (j + 1) * LH / 8;
+        double acc = 0;
+        for (int y = y0; y < y1; y++)
+          for (int x = x0; x < x1; x++) acc += L[(size_t)y * LW + x];
+        int area = (x1 - x0) * (y1 - y0);
+        g[j][i] = area > 0 ? acc / area : 0;
+        s += g[j][i];
+        s2 += g[j][i] * g[j][i];
+      }
+    for (int j = 0; j < 8; j++)
+      for (int i = 0; i < 8; i++) {
+        int bit = q * 64 + j * 8 + i;
+        if (g[j][i + 1] > g[j][i]) chunk[bit / 16] |= (uint16_t)(1u << (bit % 16));
+      }
+  }
+  double m = s / (4 * 72), sd = sqrt(fmax(0, s2 / (4 * 72) - m * m));
+  for (int c = 0; c < PHASH_CHUNKS; c++) {
+    char nm[16];
+    snprintf(nm, sizeof nm, "phash_%02d", c);
+    clip_stats_set(out, nm, chunk[c]);
+  }
+  /* Flat frames (a plain colour, fades) have no structure to hash: such clips are compared by
+   * their checksum only. */
+  clip_stats_set(out, "phash_ok", sd >= 3.0 && LW >= 9 && LH >= 8);
 }
 
 void clip_stats_video(const video_frames *f, clip_stats *out) {
@@ -494,9 +554,39 @@ void clip_stats_video(const video_frames *f, clip_stats *out) {
       }
       if (dblk[t] > mxb) mxb = dblk[t];
     }
-    float medh = median_f(dh, T - 1), medb = median_f(dblk, T - 1);
-    clip_stats_set(out, "cut_hist", mx - medh);
-    clip_stats_set(out, "cut_block", mxb - medb);
+    (void)mx;
+    (void)mxb;
+    /* A cut is one change that stands out from the changes around it. Only real changes count
+     * (pairs where some block moved: a 1 fps source resampled to 8 fps repeats each picture
+     * and then jumps, every jump alike), and each is compared with the larger of its
+     * neighbouring changes, not with the clip's median: a fast camera swing rises and falls
+     * over several frames, a cut jumps once. */
+    int *chg = xmalloc(sizeof(int) * (size_t)(T - 1));
+    int nc = 0;
+    for (int t = 0; t < T - 1; t++)
+      if (dblk[t] > CUT_REPEAT_BLOCK) chg[nc++] = t;
+    float bh = 0, bb = 0;
+    for (int k = 0; k < nc; k++) {
+      float nh = -1, nbk = -1;
+      if (k > 0) {
+        nh = fmaxf(nh, dh[chg[k - 1]]);
+        nbk = fmaxf(nbk, dblk[chg[k - 1]]);
+      }
+      if (k + 1 < nc) {
+        nh = fmaxf(nh, dh[chg[k + 1]]);
+        nbk = fmaxf(nbk, dblk[chg[k + 1]]);
+      }
+      if (nh < 0) nh = nbk = 0; /* the only change in a still clip: compared with stillness */
+      float sh = dh[chg[k]] - CUT_NEIGHBOUR_K * nh, sb = dblk[chg[k]] - CUT_NEIGHBOUR_K * nbk;
+      if (sh > bh) {
+        bh = sh;
+        arg = chg[k];
+      }
+      if (sb > bb) bb = sb;
+    }
+    free(chg);
+    clip_stats_set(out, "cut_hist", bh);
+    clip_stats_set(out, "cut_block", bb);
     clip_stats_set(out, "cut_pos", (arg + 1.0) / T);
   } else {
     clip_stats_set(out, "cut_hist", 0);
@@ -528,6 +618,7 @@ void clip_stats_video(const video_frames *f, clip_stats *out) {
     clip_stats_set(out, "edge_width", sl2 > 0 ? sqrt(sg2 / sl2) : 10.0);
     double lm = ln ? ls / ln : 0;
     clip_stats_set(out, "sharpness", ln ? ls2 / ln - lm * lm : 0);
+    clip_phash(f->luma, LW, LH, T, out);
     /* Temporal median and mean absolute deviation per pixel. */
     float *M = xmalloc(sizeof(float) * LN), *D = xmalloc(sizeof(float) * LN);
     float *col = xmalloc(sizeof(float) * T);
@@ -568,17 +659,34 @@ void clip_stats_video(const video_frames *f, clip_stats *out) {
     clip_stats_set(out, "watermark_edges", wm_score(M, D, LW, LH, &corner));
     {
       uint16_t *cnt = xcalloc((size_t)LN, sizeof(uint16_t));
-      float *fb = xmalloc(sizeof(float) * LN);
+      float *fb = xmalloc(sizeof(float) * LN), *fi = xmalloc(sizeof(float) * LN);
       for (int t = 0; t < T; t++) {
         const uint8_t *L = f->luma + (size_t)t * LN;
-        for (int i = 0; i < LN; i++) fb[i] = L[i];
+        for (int i = 0; i < LN; i++) {
+          fb[i] = L[i];
+          fi[i] = 255.f - L[i];
+        }
         for (int y = 0; y < LH; y++)
-          for (int x = 0; x < LW; x++) cnt[(size_t)y * LW + x] += (uint16_t)is_valley(fb, LW, LH, x, y, 12.f);
+          for (int x = 0; x < LW; x++) cnt[(size_t)y * LW + x] += (uint16_t)is_stroke(fb, fi, LW, LH, x, y, 12.f);
       }
       uint8_t *P = xmalloc((size_t)LN);
-      for (int i = 0; i < LN; i++) P[i] = cnt[i] * 10 >= 7 * T;
-      double dens = 0;
-      clip_stats_set(out, "watermark", wm_valleys(P, LW, LH, &corner, &dens));
+      for (int i = 0; i < LN; i++) P[i] = cnt[i] * 20 >= 17 * T; /* in >= 85% of the frames */
+      /* An overlay is what stays while the content moves: in a clip where nothing moves every
+       * stroke persists, and a corner full of dark branches would read as a mark. Such a clip
+       * gives no evidence either way (0). Moving: mean deviation from the temporal median above
+       * WM_MOVING_DEV levels on at least WM_MOVING_FRAC of the pixels. */
+      int64_t moving = 0;
+      for (int i = 0; i < LN; i++) moving += D[i] > WM_MOVING_DEV;
+      double dens = 0, wmv = wm_valleys(P, LW, LH, &corner, &dens);
+      double mfrac = (double)moving / LN;
+      clip_stats_set(out, "watermark_moving", mfrac);
+      if (mfrac < WM_MOVING_FRAC) {
+        wmv = 0;
+        dens = 0;
+        corner = -1;
+      }
+      free(fi);
+      clip_stats_set(out, "watermark", wmv);
       clip_stats_set(out, "watermark_density", dens);
       free(P);
       free(fb);

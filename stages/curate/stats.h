@@ -15,6 +15,7 @@ extern "C" {
 #endif
 
 #define CLIP_STATS_MAX 96
+#define PHASH_CHUNKS 16 /* the perceptual hash: 256 bits as 16 statistics of 16 bits */
 
 typedef struct {
   int n;

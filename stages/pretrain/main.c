@@ -14,6 +14,7 @@
 
 /* The models, in the order the default pipeline trains them. */
 static const pretrain_model k_models[] = {
+    {"vae", "frame VAE: LDM AutoencoderKL, 64x64x3 -> 16x16x4 latents, L1 + L2 + small KL", pretrain_vae},
     {"clip", "image-text reward: frame and text encoders, contrastive (CLIPScore-like)", pretrain_clip},
     {"quality", "image-quality reward: prefers clean frames over degraded ones (HPS-like)", pretrain_quality},
     {"video", "video-text reward: 4 strided frames and text, contrastive with motion negatives", pretrain_video},

@@ -20,5 +20,7 @@ typedef struct {
 int pretrain_clip(int argc, char **argv);
 int pretrain_quality(int argc, char **argv);
 int pretrain_video(int argc, char **argv);
+/* The frame VAE (vae.c). */
+int pretrain_vae(int argc, char **argv);
 
 #endif

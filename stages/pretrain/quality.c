@@ -217,7 +217,7 @@ static int quality_evaluate(reward_model *m, nn_ctx *c, const reward_clips *val,
 static const reward_recipe k_quality = {
     .kind = REWARD_QUALITY,
     .family = "reward-image-quality",
-    .steps = 400,
+    .steps = 1200, /* with the 16-wide stem: 0.876 of held-out pairs (400 steps, no stem: 0.725) */
     .batch = 32,
     .lr = 1e-3f,
     .step = quality_step,

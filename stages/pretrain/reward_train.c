@@ -303,6 +303,9 @@ int reward_variant_accuracy(reward_model *m, nn_ctx *c, const reward_clips *d, r
   int64_t hit = 0, n = 0;
   double chance = 0;
   int nvals = value_count((caption_edit_kind)kind);
+  /* for the prior baseline: each clip's own value and the values its variants offered */
+  int *own_v = xmalloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
+  unsigned *offered = xmalloc(sizeof(unsigned) * (size_t)(d->n ? d->n : 1));
   for (int64_t i = 0; i < d->n; i++) {
     const char *cap = long_caption ? d->cap_long[i] : d->cap_short[i];
     if (caption_sites(cap, (caption_edit_kind)kind) < 1) continue;
@@ -310,6 +313,7 @@ int reward_variant_accuracy(reward_model *m, nn_ctx *c, const reward_clips *d, r
     int cur = caption_site_value(cap, (caption_edit_kind)kind, 0);
     if (kind == CAPTION_EDIT_DIRECTION && cur == SCENE_MOTION_STILL) continue;
     int nv = 0, own = -1;
+    unsigned mask = 0;
     for (int v = 0; v < nvals && nv < 16; v++) {
       if (kind == CAPTION_EDIT_DIRECTION && v == SCENE_MOTION_STILL) continue;
       if (kind == CAPTION_EDIT_RELATION && v == SCENE_REL_NONE) continue;
@@ -321,25 +325,44 @@ int reward_variant_accuracy(reward_model *m, nn_ctx *c, const reward_clips *d, r
         continue;
       }
       vp[nv] = var[nv];
+      mask |= 1u << v;
       nv++;
     }
     if (own < 0 || nv < 2) continue;
     in(d, i, F, x);
     if (reward_rank_variants(m, c, x, F, vp, nv, sc) != TB_OK) {
       free(x);
+      free(own_v);
+      free(offered);
       return TB_ERR;
     }
     hit += reward_argmax(sc, nv) == own;
     chance += 1.0 / nv;
+    own_v[n] = cur, offered[n] = mask;
     n++;
   }
+  /* prior baseline: always the value most frequent among these clips' own captions (of those
+   * a clip's variants offer), i.e. the best a caption-only guess that never looks at the
+   * frames can do here */
+  int64_t count[32] = {0}, prior_hit = 0;
+  for (int64_t k = 0; k < n; k++) count[own_v[k]]++;
+  for (int64_t k = 0; k < n; k++) {
+    int best = -1;
+    for (int v = 0; v < nvals; v++)
+      if ((offered[k] >> v & 1u) && (best < 0 || count[v] > count[best])) best = v;
+    prior_hit += best == own_v[k];
+  }
   free(x);
+  free(own_v);
+  free(offered);
   char k[48];
   reward_metrics_add(out, name, n ? (double)hit / (double)n : 0.0);
   snprintf(k, sizeof k, "%s_n", name);
   reward_metrics_add(out, k, (double)n);
   snprintf(k, sizeof k, "%s_chance", name);
   reward_metrics_add(out, k, n ? chance / (double)n : 0.0);
+  snprintf(k, sizeof k, "%s_prior", name);
+  reward_metrics_add(out, k, n ? (double)prior_hit / (double)n : 0.0);
   return TB_OK;
 }
 
@@ -351,6 +374,11 @@ static void model_paths(const char *ws, const char *name, char *ckpt, char *stat
   fs_join(ckpt, n, ws, rel);
   snprintf(rel, sizeof rel, "models/reward-%s.state.safetensors", name);
   fs_join(state, n, ws, rel);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
 static char *file_checksum(const char *path) {
@@ -436,6 +464,7 @@ int reward_train_main(const reward_recipe *r, int argc, char **argv) {
   if (quick) {
     cfg.widths[0] = 8, cfg.widths[1] = 16, cfg.widths[2] = 16, cfg.widths[3] = 16;
     cfg.text.layers = 1, cfg.text.dim = 32, cfg.text.heads = 2, cfg.hidden = 16;
+    if (cfg.stem) cfg.stem = 8;
     if (r->kind != REWARD_QUALITY) cfg.embed = 32;
   }
   if (train.H != cfg.size || train.W != cfg.size) {
@@ -565,7 +594,8 @@ int reward_train_main(const reward_recipe *r, int argc, char **argv) {
     memset(&met, 0, sizeof met);
     if (r->evaluate && r->evaluate(&m, c, &probe, (uint64_t)seed, &met) == TB_OK)
       for (int i = 0; i < met.n; i++)
-        if (!strstr(met.name[i], "_n") && !strstr(met.name[i], "chance")) {
+        if (!ends_with(met.name[i], "_n") && !strstr(met.name[i], "chance") &&
+            !strstr(met.name[i], "_prior") && !strstr(met.name[i], "baseline")) {
           char k[64];
           snprintf(k, sizeof k, "train_%s", met.name[i]);
           log_info("%s train: %-32s %.4f", mname, met.name[i], met.value[i]);

@@ -121,7 +121,8 @@ typedef void (*reward_input_fn)(const reward_clips *d, int64_t i, int F, float *
  * (for DIRECTION a moving object: the variants are the four directions), scores the caption
  * with that site set to each value it can express and counts how often the caption's own
  * value scores highest. one_object: only clips with one object. Adds name (accuracy), name_n
- * (clips) and name_chance (the mean 1/variants) to out. */
+ * (clips), name_chance (the mean 1/variants) and name_prior (the baseline that always answers
+ * the value most frequent among these clips' captions, never looking at the frames) to out. */
 int reward_variant_accuracy(reward_model *m, nn_ctx *c, const reward_clips *d, reward_input_fn in,
                             int F, int kind, int long_caption, int one_object, const char *name,
                             reward_metrics *out);

@@ -181,6 +181,7 @@ static int score_handler(service *s, const msg *req, msg **reply, void *user) {
   msg *r = msg_new("reward.score.reply", 1, msg_id(req));
   msg_set_str(r, "model", sv->name);
   msg_set_float(r, "compute_s", dt);
+  msg_set_int(r, "threads", ops_threads_here());
   tensor rt = tensor_new(DTYPE_F32, 1, bshape);
   memcpy(rt.data, score, sizeof(float) * (size_t)B);
   free(score);
