@@ -10,7 +10,15 @@
  * reference). "cpu ms" is the process CPU time of the median pass: on a shared machine the
  * single-thread row's cpu ms is the time the work itself took, whatever else was running.
  *   build/bench/bench_unet [iterations]   (TURBO_BENCH_THREADS="1 2" to choose;
- *   TURBO_OPS_PROFILE=1 prints each row's time per op) */
+ *   TURBO_OPS_PROFILE=1 prints each row's time per op)
+ * Two more modes serve bench/torch_unet.py and bench/race.py (the side-by-side with PyTorch):
+ *   build/bench/bench_unet --dump FILE    one fwd+bwd pass of the same model and inputs on one
+ *       thread, saved as safetensors: every parameter under its own name, "grad/NAME" its
+ *       gradient, and "io/x", "io/context", "io/t", "io/dy", "io/y", "io/dx"
+ *   build/bench/bench_unet --serve THREADS    a race worker: reads commands on stdin, one a line
+ *       ("run K": K timed passes, one "ms X" line each; "prof": one pass with the op profile,
+ *       its table on stdout; "mem": "rss_kib X hwm_kib Y" from /proc/self/status; "quit"),
+ *       and answers each with "done" (after "ready" once the model and a first pass are done) */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +27,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/safetensors.h"
 #include "kernels/nn.h"
 #include "kernels/ops.h"
 #include "tests/testutil.h"
@@ -79,8 +88,164 @@ static double sgemm_probe_run(sgemm_probe *p, int n_threads, double seconds, dou
   return 2.0 * n * n * n / med * 1e-9;
 }
 
+/* The benchmark's model and inputs: the default UNet (seed 1, no zero-initialised outputs, so
+ * that every gradient is non-zero), a (1, 16, 4, 16, 16) latent, 8 text tokens, t = 500, and the
+ * output gradient dy; all uniform in [-1, 1] from fixed seeds. */
+enum { BU_B = 1, BU_T = 16, BU_H = 16, BU_W = 16, BU_L = 8 };
+typedef struct {
+  unet u;
+  int64_t nx, nc;
+  float *x, *cx, *dy, t;
+} bench_model;
+
+static int bench_model_init(bench_model *m) {
+  unet_config cfg = unet_config_default();
+  if (unet_create(&m->u, &cfg) != TB_OK) return TB_ERR;
+  unet_init_weights(&m->u, 1, 0);
+  m->nx = (int64_t)BU_B * BU_T * cfg.in_ch * BU_H * BU_W;
+  m->nc = (int64_t)BU_B * BU_L * cfg.text_dim;
+  m->x = malloc(m->nx * 4), m->cx = malloc(m->nc * 4), m->dy = malloc(m->nx * 4);
+  test_fill_uniform(m->x, m->nx, 3, -1, 1);
+  test_fill_uniform(m->cx, m->nc, 4, -1, 1);
+  test_fill_uniform(m->dy, m->nx, 5, -1, 1);
+  m->t = 500;
+  return TB_OK;
+}
+
+static void bench_model_free(bench_model *m) {
+  unet_free(&m->u);
+  free(m->x), free(m->cx), free(m->dy);
+}
+
+/* one forward + backward on a reset context; returns the output (*xv: the input leaf) */
+static nn_var bench_model_pass(bench_model *m, nn_ctx *c, nn_var *xv_out) {
+  nn_ctx_reset(c);
+  nn_params_zero_grad(&m->u.params);
+  nn_var xv = nn_input(c, m->x, m->nx, 1), cv = nn_input(c, m->cx, m->nc, 0);
+  unet_input in = {.B = BU_B, .T = BU_T, .H = BU_H, .W = BU_W, .t = &m->t, .context = cv, .L = BU_L};
+  nn_var y = unet_forward(&m->u, c, xv, &in);
+  nn_backward(c, y, m->dy);
+  if (xv_out) *xv_out = xv;
+  return y;
+}
+
+static int dump_add(safetensors_writer *w, const char *name, int ndim, const int64_t *shape,
+                    const float *data) {
+  tensor t = tensor_view(DTYPE_F32, ndim, shape, (void *)data);
+  return safetensors_writer_add(w, name, &t);
+}
+
+/* --dump FILE: the parameters, their gradients and the pass's inputs and outputs */
+static int bench_dump(const char *path) {
+  bench_model m;
+  if (bench_model_init(&m) != TB_OK) return TB_ERR;
+  ops_set_num_threads(1);
+  nn_ctx *c = nn_ctx_new();
+  nn_var xv;
+  nn_var y = bench_model_pass(&m, c, &xv);
+  safetensors_writer *w = safetensors_writer_new();
+  const nn_params *p = &m.u.params;
+  int rc = TB_OK;
+  char name[2 * NN_NAME_MAX];
+  for (int i = 0; i < p->n && rc == TB_OK; i++) {
+    rc = dump_add(w, p->info[i].name, p->info[i].ndim, p->info[i].shape, p->data + p->info[i].offset);
+    snprintf(name, sizeof name, "grad/%s", p->info[i].name);
+    if (rc == TB_OK)
+      rc = dump_add(w, name, p->info[i].ndim, p->info[i].shape, p->grad + p->info[i].offset);
+  }
+  int in_ch = m.u.cfg.in_ch;
+  int64_t sx[5] = {BU_B, BU_T, in_ch, BU_H, BU_W}, sc[3] = {BU_B, BU_L, m.u.cfg.text_dim};
+  int64_t st[1] = {BU_B};
+  const float *dx = nn_grad(c, xv);
+  if (rc == TB_OK) rc = dump_add(w, "io/x", 5, sx, m.x);
+  if (rc == TB_OK) rc = dump_add(w, "io/context", 3, sc, m.cx);
+  if (rc == TB_OK) rc = dump_add(w, "io/t", 1, st, &m.t);
+  if (rc == TB_OK) rc = dump_add(w, "io/dy", 5, sx, m.dy);
+  if (rc == TB_OK) rc = dump_add(w, "io/y", 5, sx, nn_data(c, y));
+  if (rc == TB_OK && dx) rc = dump_add(w, "io/dx", 5, sx, dx);
+  if (rc == TB_OK) rc = safetensors_writer_set_meta(w, "format", "turbo.bench_unet.dump.v1");
+  if (rc == TB_OK) rc = safetensors_writer_save(w, path);
+  safetensors_writer_free(w);
+  int np = p->n;
+  nn_ctx_free(c);
+  bench_model_free(&m);
+  if (rc != TB_OK) return err_wrap("bench_unet --dump %s: ", path);
+  printf("wrote %s: %d parameters and their gradients, inputs, output, input gradient\n", path,
+         np);
+  return TB_OK;
+}
+
+/* "rss_kib X hwm_kib Y": the resident set now and its high-water mark */
+static void print_mem(void) {
+  long rss = -1, hwm = -1;
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  while (f && fgets(line, sizeof line, f)) {
+    if (!strncmp(line, "VmRSS:", 6)) rss = strtol(line + 6, NULL, 10);
+    if (!strncmp(line, "VmHWM:", 6)) hwm = strtol(line + 6, NULL, 10);
+  }
+  if (f) fclose(f);
+  printf("rss_kib %ld hwm_kib %ld\n", rss, hwm);
+}
+
+/* --serve THREADS: the race worker (see the header comment) */
+static int bench_serve(int threads) {
+  bench_model m;
+  if (bench_model_init(&m) != TB_OK) return TB_ERR;
+  ops_set_num_threads(threads);
+  nn_ctx *c = nn_ctx_new();
+  for (int i = 0; i < 2; i++) bench_model_pass(&m, c, NULL); /* sizes the arena, warms up */
+  printf("ready\n");
+  fflush(stdout);
+  char line[128];
+  while (fgets(line, sizeof line, stdin)) {
+    int k;
+    if (sscanf(line, "run %d", &k) == 1 && k >= 1) {
+      for (int i = 0; i < k; i++) {
+        double t0 = time_now();
+        bench_model_pass(&m, c, NULL);
+        printf("ms %.3f\n", (time_now() - t0) * 1e3);
+      }
+    } else if (!strncmp(line, "prof", 4)) {
+      ops_profile_enable(1);
+      ops_profile_reset();
+      bench_model_pass(&m, c, NULL);
+      ops_profile_report(stdout);
+      ops_profile_enable(0);
+      ops_profile_reset();
+    } else if (!strncmp(line, "mem", 3)) {
+      print_mem();
+    } else if (!strncmp(line, "quit", 4)) {
+      break;
+    } else {
+      printf("error: unknown command %.40s", line);
+    }
+    printf("done\n");
+    fflush(stdout);
+  }
+  nn_ctx_free(c);
+  bench_model_free(&m);
+  return TB_OK;
+}
+
 int main(int argc, char **argv) {
   log_init("bench_unet");
+  if (argc == 3 && !strcmp(argv[1], "--dump")) {
+    if (bench_dump(argv[2]) == TB_OK) return 0;
+    fprintf(stderr, "%s\n", err_get());
+    return 1;
+  }
+  if (argc == 3 && !strcmp(argv[1], "--serve")) {
+    char *end;
+    long v = strtol(argv[2], &end, 10);
+    if (*end || v < 1 || v > 256) {
+      fprintf(stderr, "bench_unet --serve THREADS: THREADS must be 1..256, not '%s'\n", argv[2]);
+      return 2;
+    }
+    if (bench_serve((int)v) == TB_OK) return 0;
+    fprintf(stderr, "%s\n", err_get());
+    return 1;
+  }
   const char *be = getenv("TURBO_BENCH_BACKEND");
   if (be && !strcmp(be, "ref")) ops_backend_set(OPS_CPU_REF);
   int iters = 8;
@@ -90,29 +255,25 @@ int main(int argc, char **argv) {
     if (*end || v < 1 || v > 1000) {
       fprintf(stderr,
               "usage: bench_unet [ITERATIONS]   (1..1000, default 8; TURBO_BENCH_THREADS=\"1 2\",\n"
-              "       TURBO_BENCH_BACKEND=ref, TURBO_OPS_PROFILE=1 for the time per op)\n");
+              "       TURBO_BENCH_BACKEND=ref, TURBO_OPS_PROFILE=1 for the time per op)\n"
+              "       bench_unet --dump FILE | --serve THREADS   (for bench/race.py)\n");
       return strcmp(argv[1], "--help") && strcmp(argv[1], "-h") ? 2 : 0;
     }
     iters = (int)v;
   }
   const char *tl = getenv("TURBO_BENCH_THREADS") ? getenv("TURBO_BENCH_THREADS") : "1 2";
-  unet_config cfg = unet_config_default();
-  unet u;
-  if (unet_create(&u, &cfg) != TB_OK) {
+  bench_model m;
+  if (bench_model_init(&m) != TB_OK) {
     fprintf(stderr, "%s\n", err_get());
     return 1;
   }
-  unet_init_weights(&u, 1, 0);
-  int B = 1, T = 16, H = 16, W = 16, L = 8;
-  int64_t nx = (int64_t)B * T * cfg.in_ch * H * W, nc = (int64_t)B * L * cfg.text_dim;
-  float *x = malloc(nx * 4), *cx = malloc(nc * 4), *dy = malloc(nx * 4);
-  test_fill_uniform(x, nx, 3, -1, 1);
-  test_fill_uniform(cx, nc, 4, -1, 1);
-  test_fill_uniform(dy, nx, 5, -1, 1);
-  float t = 500;
-  double fl = 3.0 * unet_flops_forward(&u, B, T, H, W, L);
+  const unet *u = &m.u;
+  unet_config cfg = u->cfg;
+  int B = BU_B, T = BU_T, H = BU_H, W = BU_W, L = BU_L;
+  int64_t nx = m.nx;
+  double fl = 3.0 * unet_flops_forward(u, B, T, H, W, L);
   printf("unet default: %lld parameters, %d frames of %dx%dx%d, %.2f GFLOP per forward+backward\n",
-         (long long)u.params.total, T, H, W, cfg.in_ch, fl * 1e-9);
+         (long long)u->params.total, T, H, W, cfg.in_ch, fl * 1e-9);
   printf("medians of %d passes (best beside); sgemm 512^3 bursts interleaved with the passes\n",
          iters);
   printf("%-9s %11s %8s %8s %13s %14s %11s %7s %9s\n", "threads", "fwd+bwd ms", "best ms", "cpu ms",
@@ -139,13 +300,8 @@ int main(int argc, char **argv) {
     double *dts = malloc(sizeof(double) * iters), *dcs = malloc(sizeof(double) * iters);
     double *sgs = malloc(sizeof(double) * iters), sg_best = 0;
     for (int it = 0; it < iters + 1; it++) {
-      nn_ctx_reset(c);
-      nn_params_zero_grad(&u.params);
       double t0 = time_now(), c0 = cpu_now();
-      nn_var xv = nn_input(c, x, nx, 1), cv = nn_input(c, cx, nc, 0);
-      unet_input in = {.B = B, .T = T, .H = H, .W = W, .t = &t, .context = cv, .L = L};
-      nn_var y = unet_forward(&u, c, xv, &in);
-      nn_backward(c, y, dy);
+      nn_var y = bench_model_pass(&m, c, NULL);
       double dt = time_now() - t0, dc = cpu_now() - c0;
       if (it == 0) {
         ops_profile_reset();
@@ -158,9 +314,9 @@ int main(int argc, char **argv) {
             memcpy(&b, &yv[i], 4);
             h = (h ^ b) * 1099511628211ull;
           }
-          for (int64_t i = 0; i < u.params.total; i++) {
+          for (int64_t i = 0; i < u->params.total; i++) {
             uint32_t b;
-            memcpy(&b, &u.params.grad[i], 4);
+            memcpy(&b, &u->params.grad[i], 4);
             h = (h ^ b) * 1099511628211ull;
           }
           printf("output+grad fingerprint (%d threads): %016llx\n", nt, (unsigned long long)h);
@@ -188,8 +344,7 @@ int main(int argc, char **argv) {
     }
   }
   nn_ctx_free(c);
-  unet_free(&u);
-  free(x), free(cx), free(dy);
+  bench_model_free(&m);
   free(probe.a), free(probe.b), free(probe.c);
   return 0;
 }
